@@ -1,0 +1,126 @@
+"""The two values that flow between stages: `Frame` and `Detections`.
+
+Both are frozen: a stage that changes something returns a new value
+(`dataclasses.replace`), so a frame or detections held by one stage can never
+change under another running in a different thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded picture and where it came from.
+
+    image: (H, W, 3) uint8, RGB.
+    index: 0-based position among the frames the source delivered (live
+        sources count dropped frames too, so gaps show where drops were).
+    pts: presentation time in seconds from the source's own timestamps
+        (stream PTS for video, capture clock for cameras without PTS).
+    pts_ticks, time_base: the same time as an exact integer in the stream's
+        time base, when the source has one; writers use it to keep timestamps
+        bit-identical.
+    dropped: live sources only: frames dropped so far, before this one.
+    captured_at: `time.monotonic()` when the frame was read, for latency.
+    """
+
+    image: np.ndarray
+    index: int
+    pts: float
+    source: str = ""
+    pts_ticks: int | None = None
+    time_base: Fraction | None = None
+    dropped: int = 0
+    captured_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        image = self.image
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            shape = getattr(image, "shape", type(image).__name__)
+            raise ValueError(f"Frame.image: expected (H, W, 3) uint8 array, got {shape}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"Frame.image: expected dtype uint8, got {image.dtype}")
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+def _as_array(name: str, value, dtype, shape: tuple[int | None, ...]) -> np.ndarray:
+    """Convert to `dtype` and check the shape; `None` in `shape` matches any length."""
+    array = np.asarray(value, dtype=dtype)
+    expected = "(" + ", ".join("n" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+        raise ValueError(f"Detections.{name}: expected {expected}, got {array.shape}")
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """Boxes found in one frame, in that frame's pixels.
+
+    xyxy: (n, 4) float32, x1 y1 x2 y2 in pixels.
+    scores: (n,) float32 in [0, 1].
+    class_id: (n,) int64, each an index into `labels`.
+    labels: the prompted class names, in prompt order; every frame of a run
+        carries all of them, so a class with no box is still named.
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    class_id: np.ndarray
+    labels: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        xyxy = _as_array("xyxy", self.xyxy, np.float32, (None, 4))
+        n = len(xyxy)
+        scores = _as_array("scores", self.scores, np.float32, (n,))
+        class_id = _as_array("class_id", self.class_id, np.int64, (n,))
+        labels = tuple(str(label) for label in self.labels)
+        if n and (class_id.min() < 0 or class_id.max() >= len(labels)):
+            raise ValueError(
+                f"Detections.class_id: expected values in [0, {len(labels) - 1}] indexing labels, "
+                f"got {class_id.min()}..{class_id.max()}"
+            )
+        object.__setattr__(self, "xyxy", xyxy)
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "class_id", class_id)
+        object.__setattr__(self, "labels", labels)
+
+    @classmethod
+    def empty(cls, labels: Sequence[str]) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), tuple(labels))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, index) -> Detections:
+        """Select rows with a boolean mask, an index array or a slice; labels stay whole."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        mask = np.asarray(index) if not isinstance(index, slice) else index
+        if isinstance(mask, np.ndarray) and mask.dtype == bool and mask.shape != (len(self),):
+            raise IndexError(f"Detections: boolean mask expected ({len(self)},), got {mask.shape}")
+        return Detections(self.xyxy[mask], self.scores[mask], self.class_id[mask], self.labels)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.labels[i] for i in self.class_id]
+
+    def to_records(self) -> list[dict]:
+        """The JSONL form: one `{"label", "score", "box"}` per detection, plain Python numbers."""
+        return [
+            {"label": self.labels[c], "score": round(float(s), 4), "box": [round(float(v), 2) for v in box]}
+            for box, s, c in zip(self.xyxy, self.scores, self.class_id)
+        ]
