@@ -18,8 +18,8 @@ def parse_classes(prompt: str | Sequence[str]) -> tuple[str, ...]:
     for item in items:
         if not isinstance(item, str):
             raise PromptError(f"prompt classes must be strings, got {type(item).__name__}")
-        name = " ".join(item.replace(".", " ").split()).lower()
-        if name and name not in classes:
+        name = " ".join(item.replace(".", " ").split())
+        if name and name.lower() not in (c.lower() for c in classes):
             classes.append(name)
     if not classes:
         raise PromptError(f"prompt names no class: {prompt!r}; pass e.g. --prompt \"dog,tractor\"")
