@@ -1,0 +1,398 @@
+"""The `streamsink` command: `process` for recorded footage, `watch` for live sources.
+
+Both are thin layers over the engine. Heavy imports (torch, transformers, PyAV,
+OpenCV) happen inside the subcommands so `streamsink --help` is instant.
+Errors are one plain line on stderr; exit codes: 0 done, 1 unexpected failure,
+2 bad usage or bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from streamsink.errors import StreamsinkError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad command-line usage: printed as one line, exit 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix, not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from streamsink.engine import DEFAULT_MODEL
+
+    parser = OneLineParser(prog="streamsink", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"streamsink {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+
+    def add_common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--prompt", "-p", required=True, help='classes to find, comma-separated: "dog,tractor"')
+        sub.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"hub id or local checkpoint directory (default {DEFAULT_MODEL})")
+        sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+        sub.add_argument("--batch-size", type=int, default=4, help="frames per forward pass (default 4)")
+        sub.add_argument("--threshold", type=float, default=0.3, help="minimum class score, 0..1 (default 0.3)")
+        sub.add_argument("--sinks", type=int, default=16, help="attention-sink tokens appended to the prompt; 0 = stock model (default 16)")
+        sub.add_argument("--sink-init", choices=("mean", "random", "brackets"), default="mean", help="how sink embeddings are set (default mean)")
+        sub.add_argument("--no-smooth", action="store_true", help="show raw per-frame detections, no temporal smoothing")
+        sub.add_argument("--raw", action="store_true", help="add the raw detections to each JSONL line as 'raw'")
+
+    process = commands.add_parser("process", help="annotate recorded footage: video file, image folder or glob")
+    process.add_argument("input", help="video file, folder of images, or glob")
+    add_common(process)
+    process.add_argument("-o", "--output", help="annotated video (default out/<input name>.mp4)")
+    process.add_argument("--jsonl", help="per-frame JSONL, or - for stdout (default: beside the video)")
+
+    watch = commands.add_parser("watch", help="live view of a camera or stream")
+    watch.add_argument("source", help="camera0, /dev/video0, an index, rtsp:// or http(s):// URL, or a file")
+    add_common(watch)
+    watch.add_argument("-o", "--output", help="also record the annotated video here")
+    watch.add_argument("--jsonl", help="also write per-frame JSONL here, or - for stdout")
+    watch.add_argument("--headless", action="store_true", help="no window even if a display exists")
+    watch.add_argument("--buffer", type=int, default=2, help="live frames buffered before the oldest is dropped (default 2)")
+    watch.add_argument("--retries", type=int, default=5, help="network streams: reconnect attempts in a row before giving up (default 5)")
+    return parser
+
+
+def _version() -> str:
+    from streamsink import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as error:
+        return _fail(str(error), EXIT_USAGE)
+    except (StreamsinkError, ValueError) as error:
+        return _fail(str(error), EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("streamsink: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exit_:  # --help and --version
+        return int(exit_.code or 0)
+    except Exception as error:
+        if os.environ.get("STREAMSINK_DEBUG"):
+            raise
+        return _fail(f"unexpected {type(error).__name__}: {error} (set STREAMSINK_DEBUG=1 for a traceback)", EXIT_FAILURE)
+
+
+def _fail(message: str, code: int) -> int:
+    message = " ".join(str(message).split()) or "failed"
+    print(f"streamsink: error: {message}", file=sys.stderr)
+    return code
+
+
+class StopFlag:
+    """Ctrl-C asks the loop to stop after the frame in hand, so writers close cleanly.
+
+    A second Ctrl-C interrupts at once (the `finally` blocks still close files).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> StopFlag:
+        if _in_main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _check_common(args: argparse.Namespace) -> tuple[str, ...]:
+    """Validate everything cheap before opening sources or loading a model."""
+    from streamsink.detector.prompt import parse_classes
+    from streamsink.engine import check_settings
+
+    classes = parse_classes(args.prompt)
+    check_settings(threshold=args.threshold, batch_size=args.batch_size)
+    if args.sinks < 0:
+        raise UsageError(f"--sinks must be >= 0, got {args.sinks}")
+    return classes
+
+
+def _load_detector(args: argparse.Namespace, console):
+    from streamsink.detector import SinkDetector
+
+    with console.status(f"loading {args.model} ..."):
+        return SinkDetector.from_pretrained(args.model, sinks=args.sinks, sink_init=args.sink_init, device=args.device)
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def default_outputs(name: str, output: str | None, jsonl: str | None) -> tuple[Path, str]:
+    """`out/<name>.mp4` and a JSONL beside the video unless the user chose."""
+    video = Path(output) if output else Path("out") / f"{name}.mp4"
+    return video, jsonl if jsonl else str(video.with_suffix(".jsonl"))
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from streamsink.sources import open_source
+
+    classes = _check_common(args)
+    console = _stderr_console()
+    with open_source(args.input) as source:
+        if source.is_live:
+            raise UsageError(f"{args.input} is a live source; use 'streamsink watch {args.input}'")
+        video_path, jsonl_path = default_outputs(source.name, args.output, args.jsonl)
+        detector = _load_detector(args, console)
+        summary = _annotate(args, source, detector, classes, video_path, jsonl_path, console)
+    _print_summary(console, summary)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+class Summary:
+    """What a run did, for the closing lines printed to the user."""
+
+    def __init__(self, classes: tuple[str, ...]) -> None:
+        self.frames = 0
+        self.started = time.monotonic()
+        self.present_frames = dict.fromkeys(classes, 0)
+        self.first_pts: float | None = None
+        self.last_pts: float | None = None
+        self.dropped = 0
+        self.interrupted = False
+        self.outputs: list[str] = []
+
+    def add(self, result) -> None:
+        self.frames += 1
+        self.dropped = result.frame.dropped
+        if self.first_pts is None:
+            self.first_pts = result.pts
+        self.last_pts = result.pts
+        for label, state in result.states.items():
+            if state == "present":
+                self.present_frames[label] += 1
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(time.monotonic() - self.started, 1e-9)
+
+
+def _annotate(args, source, detector, classes, video_path, jsonl_path, console, *, live: bool = False, window=None):
+    """The shared loop of `process` and `watch`: detect, draw, write, report."""
+    from contextlib import ExitStack
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from streamsink.engine import iterate, make_detect
+    from streamsink.render import Renderer
+    from streamsink.smoother import TemporalSmoother
+    from streamsink.writers import JsonlWriter, VideoWriter, frame_record
+
+    summary = Summary(classes)
+    renderer = Renderer()
+    smoother = None if args.no_smooth else TemporalSmoother(classes)
+    detect = make_detect(detector, classes, args.threshold)
+    batch_size = 1 if source.is_live else args.batch_size
+    fps_meter = RateMeter()
+    with ExitStack() as stack, StopFlag() as stop:
+        video = None
+        if video_path is not None:
+            video = stack.enter_context(
+                VideoWriter(
+                    video_path,
+                    width=source.width,
+                    height=source.height,
+                    fps=source.fps,
+                    time_base=source.time_base,
+                    audio_from=source.path if source.has_audio else None,
+                )
+            )
+            summary.outputs.append(str(video_path))
+        jsonl = None
+        if jsonl_path is not None:
+            jsonl = stack.enter_context(JsonlWriter(jsonl_path))
+            summary.outputs.append("stdout" if jsonl_path == "-" else str(jsonl_path))
+        progress = None
+        if not live:
+            progress = stack.enter_context(
+                Progress(
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[fps]:.1f} fps"),
+                    TimeElapsedColumn(),
+                    TimeRemainingColumn(),
+                    console=console,
+                    transient=False,
+                )
+            )
+            task = progress.add_task(source.name, total=source.frame_count, fps=0.0)
+        status = None
+        if live and window is None:
+            status = stack.enter_context(LiveStatus(console))
+        results = iterate(source, detect, batch_size=batch_size, smoother=smoother)
+        stack.callback(results.close)
+        for result in results:
+            summary.add(result)
+            fps = fps_meter.tick()
+            latency_ms = (time.monotonic() - result.frame.captured_at) * 1000 if live and result.frame.captured_at else None
+            if video is not None or window is not None:
+                image = renderer.draw(
+                    result.frame.image,
+                    result.detections,
+                    result.states,
+                    fps=fps if live else None,
+                    dropped=result.frame.dropped if live else None,
+                    latency_ms=latency_ms,
+                )
+                if video is not None:
+                    video.write(result.frame, image)
+                if window is not None and not window.show(image):
+                    stop.requested = True
+            if jsonl is not None:
+                jsonl.write(frame_record(result.frame, result.detections, result.states, raw=result.raw if args.raw else None))
+            if progress is not None:
+                progress.update(task, advance=1, fps=fps)
+            if status is not None:
+                status.update(result, fps, latency_ms, source)
+            if stop.requested or (status is not None and status.quit_requested):
+                summary.interrupted = stop.requested
+                break
+    return summary
+
+
+class RateMeter:
+    """Frames per second over the last second or so, smoothed so the number is readable."""
+
+    def __init__(self, smoothing: float = 0.9) -> None:
+        self.smoothing = smoothing
+        self.rate = 0.0
+        self.last: float | None = None
+
+    def tick(self) -> float:
+        now = time.monotonic()
+        if self.last is not None:
+            instant = 1.0 / max(now - self.last, 1e-6)
+            self.rate = instant if self.rate == 0.0 else self.smoothing * self.rate + (1 - self.smoothing) * instant
+        self.last = now
+        return self.rate
+
+
+class LiveStatus:
+    """Headless `watch`: one status line (fps, latency, drops, per-class state); `q` + Enter or Ctrl-C stops."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self.quit_requested = False
+        self._live = None
+
+    def __enter__(self) -> LiveStatus:
+        import threading
+
+        from rich.live import Live
+
+        self._live = Live(console=self.console, refresh_per_second=4, transient=False)
+        self._live.__enter__()
+        if sys.stdin is not None and sys.stdin.isatty():
+            threading.Thread(target=self._read_keys, daemon=True, name="streamsink-keys").start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def _read_keys(self) -> None:
+        for line in sys.stdin:
+            if line.strip().lower() in ("q", "quit"):
+                self.quit_requested = True
+                return
+
+    def update(self, result, fps: float, latency_ms: float | None, source) -> None:
+        from rich.text import Text
+
+        line = Text()
+        line.append(f"{source.name}  frame {result.index}  {fps:5.1f} fps")
+        if latency_ms is not None:
+            line.append(f"  latency {latency_ms:4.0f} ms")
+        line.append(f"  dropped {result.frame.dropped}")
+        if getattr(source, "reconnects", 0):
+            line.append(f"  reconnects {source.reconnects}")
+        for label, state in result.states.items():
+            line.append(f"  {label}: ")
+            line.append("present" if state == "present" else "not here", style="bold green" if state == "present" else "dim")
+        self._live.update(line)
+
+
+def _print_summary(console, summary: Summary) -> None:
+    elapsed = time.monotonic() - summary.started
+    head = "interrupted" if summary.interrupted else "done"
+    console.print(f"{head}: {summary.frames} frames in {elapsed:.1f} s ({summary.fps:.1f} fps)")
+    if summary.dropped:
+        console.print(f"dropped {summary.dropped} live frames to keep up")
+    if summary.frames:
+        span = (summary.last_pts or 0.0) - (summary.first_pts or 0.0)
+        per_frame = span / max(summary.frames - 1, 1)
+        for label, count in summary.present_frames.items():
+            state = f"present in {count} frames (~{count * per_frame:.1f} s)" if count else "not found"
+            console.print(f"  {label}: {state}")
+    for output in summary.outputs:
+        console.print(f"wrote {output}")
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from streamsink.sources import open_source
+    from streamsink.writers import Window
+
+    classes = _check_common(args)
+    if args.buffer < 1:
+        raise UsageError(f"--buffer must be >= 1, got {args.buffer}")
+    if args.retries < 0:
+        raise UsageError(f"--retries must be >= 0, got {args.retries}")
+    console = _stderr_console()
+    with open_source(args.source, buffer=args.buffer, retries=args.retries) as source:
+        detector = _load_detector(args, console)
+        video_path = Path(args.output) if args.output else None
+        window = None
+        if not args.headless and Window.available():
+            window = Window(f"streamsink: {source.name}")
+        try:
+            summary = _annotate(args, source, detector, classes, video_path, args.jsonl, console, live=True, window=window)
+        finally:
+            if window is not None:
+                window.close()
+    _print_summary(console, summary)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+COMMANDS = {"process": cmd_process, "watch": cmd_watch}

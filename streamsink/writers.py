@@ -1,0 +1,495 @@
+"""Writers: where results leave streamsink (an annotated video, JSONL, a window).
+
+The video writer keeps the input's own timestamps, tick for tick, so the
+annotated video lines up with the original (variable frame rate included) and
+its audio can be copied across. Every writer finishes a usable file on
+`close()`, also when the run was interrupted: a Ctrl-C leaves a playable video
+and complete JSONL lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from streamsink.errors import WriterError
+from streamsink.types import Detections, Frame
+
+logger = logging.getLogger(__name__)
+
+# Fine enough that seconds-only timestamps (cameras, image folders) survive a
+# round trip to the microsecond-ish, and the usual MPEG clock.
+_FALLBACK_TIME_BASE = Fraction(1, 90000)
+
+# Codecs that take a constant-quality `crf` option.
+_CRF_CODECS = {"libx264", "libx265", "libvpx", "libvpx-vp9", "libaom-av1", "libsvtav1"}
+
+
+class VideoWriter:
+    """Encode annotated frames into a video file with the input's timestamps.
+
+    Timestamps: each frame keeps `frame.pts_ticks` in `frame.time_base` (the
+    stream and encoder time base are set to it, so nothing is rounded); frames
+    without ticks use `frame.pts` seconds in 1/90000 s, or in `time_base` when
+    given. The container may store time more coarsely (Matroska keeps
+    milliseconds). Frames are never reordered: a timestamp that does not
+    increase is bumped one tick past the previous one, and that is logged once.
+
+    Size: H.264 in yuv420p needs even sides, so an odd width or height is
+    padded by one pixel that repeats the last column or row; the output is
+    then one pixel wider or taller than the input and nothing is scaled or
+    lost. An image of another size than `width` x `height` is scaled to it.
+
+    Audio: with `audio_from` naming a file that has audio, its first audio
+    stream is copied packet by packet when the output container takes that
+    codec, and transcoded to AAC otherwise; it is cut where the last written
+    video frame ends, so an interrupted run's audio stops with its video.
+    A file without audio adds nothing.
+
+    Interruption: `close()` (also run by `with` on any exception, Ctrl-C
+    included) flushes the encoder and writes the trailer, so the file plays.
+    Closing twice does nothing. If no frame was written, the file is removed
+    rather than left empty and broken. A process killed outright cannot write
+    an mp4 trailer; `.mkv` output stays readable up to the kill.
+
+    `crf` applies to x264/x265/VPx/AV1 encoders; `fps` is a frame-rate hint
+    for the container and the encoder's rate control, never used to retime.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        width: int,
+        height: int,
+        fps: float | None = None,
+        time_base: Fraction | None = None,
+        codec: str = "libx264",
+        audio_from: str | Path | None = None,
+        crf: int = 23,
+    ) -> None:
+        if int(width) < 1 or int(height) < 1:
+            raise ValueError(f"width and height must be >= 1, got {width}x{height}")
+        if fps is not None and not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        if time_base is not None and Fraction(time_base) <= 0:
+            raise ValueError(f"time_base must be > 0, got {time_base}")
+        if not 0 <= int(crf) <= 63:
+            raise ValueError(f"crf must be in [0, 63], got {crf}")
+        self.path = Path(path)
+        self.width, self.height = int(width), int(height)
+        self.fps = fps
+        self.codec = codec
+        self.crf = int(crf)
+        self.frames_written = 0
+        self._time_base = Fraction(time_base) if time_base is not None else None
+        self._last_ticks: int | None = None
+        self._last_step = 0
+        self._bumped = False
+        self._resized = False
+        self._closed = False
+        self._audio: _AudioCopy | None = None
+
+        _prepare_output(self.path)
+        import av
+
+        try:
+            self._container = av.open(str(self.path), "w")
+        except (ValueError, av.FFmpegError, OSError) as error:
+            self._remove_file()
+            raise WriterError(f"cannot write video {self.path}: {_reason(error)}") from None
+        try:
+            self._stream = self._add_video_stream()
+            if audio_from is not None:
+                self._audio = _AudioCopy.open(self._container, Path(audio_from))
+        except BaseException:
+            self._container.close()
+            self._remove_file()
+            raise
+
+    def _add_video_stream(self):
+        import av
+
+        rate = Fraction(self.fps).limit_denominator(1001000) if self.fps else None
+        try:
+            stream = self._container.add_stream(self.codec, rate=rate)
+        except (ValueError, av.FFmpegError) as error:
+            raise WriterError(f"cannot write video {self.path}: {_reason(error)}") from None
+        formats = [f.name for f in (stream.codec_context.codec.video_formats or ())]
+        for pix_fmt in ("yuv420p", "yuvj420p"):
+            if pix_fmt in formats:
+                break
+        else:
+            pix_fmt = formats[0] if formats else "yuv420p"
+        self._pix_fmt = pix_fmt
+        even_w = "420" in pix_fmt or "422" in pix_fmt or "411" in pix_fmt
+        even_h = "420" in pix_fmt
+        self._pad = (self.width % 2 if even_w else 0, self.height % 2 if even_h else 0)
+        stream.width = self.width + self._pad[0]
+        stream.height = self.height + self._pad[1]
+        stream.pix_fmt = pix_fmt
+        options = {"bf": "0"}
+        if self.codec in _CRF_CODECS:
+            options["crf"] = str(self.crf)
+        if self.codec == "libx264":
+            options["preset"] = "veryfast"
+        stream.options = options
+        if self._container.format.name.split(",")[0] in {"mov", "mp4"}:
+            self._container.options = {"movflags": "+faststart"}
+        return stream
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def write(self, frame: Frame, image: np.ndarray | None = None) -> None:
+        """Encode `image` (RGB uint8, defaults to `frame.image`) at `frame`'s timestamp."""
+        if self._closed:
+            raise WriterError(f"cannot write video {self.path}: writer is closed")
+        image = frame.image if image is None else image
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            shape = getattr(image, "shape", type(image).__name__)
+            raise ValueError(f"image: expected (H, W, 3) uint8 RGB array, got {shape}")
+        import av
+
+        if self._last_ticks is None:
+            self._start(frame)
+        ticks = self._ticks(frame)
+        if self._last_ticks is not None and ticks <= self._last_ticks:
+            if not self._bumped:
+                logger.warning(
+                    "%s: timestamp of frame %d does not increase; moved one tick past the previous frame",
+                    self.path,
+                    frame.index,
+                )
+                self._bumped = True
+            ticks = self._last_ticks + 1
+        picture = self._picture(av, image)
+        picture.pts = ticks
+        picture.time_base = self._time_base
+        try:
+            packets = self._stream.encode(picture)
+            if self._audio is not None:
+                self._audio.copy_until(ticks * self._time_base)
+            self._container.mux(packets)
+        except av.FFmpegError as error:
+            raise WriterError(f"cannot write video {self.path}: {_reason(error)}") from None
+        if self._last_ticks is not None:
+            self._last_step = ticks - self._last_ticks
+        self._last_ticks = ticks
+        self.frames_written += 1
+
+    def _start(self, frame: Frame) -> None:
+        """Fix the time base from the first frame, before the header is written."""
+        if self._time_base is None:
+            if frame.pts_ticks is not None and frame.time_base is not None and frame.time_base > 0:
+                self._time_base = Fraction(frame.time_base)
+            else:
+                self._time_base = _FALLBACK_TIME_BASE
+        self._stream.time_base = self._time_base
+        self._stream.codec_context.time_base = self._time_base
+
+    def _ticks(self, frame: Frame) -> int:
+        tb = self._time_base
+        if frame.pts_ticks is not None and frame.time_base is not None and frame.time_base > 0:
+            if frame.time_base == tb:
+                return int(frame.pts_ticks)
+            return round(Fraction(int(frame.pts_ticks)) * Fraction(frame.time_base) / tb)
+        return round(Fraction(float(frame.pts)) / tb)
+
+    def _picture(self, av, image: np.ndarray):
+        if image.shape[:2] != (self.height, self.width):
+            if not self._resized:
+                logger.warning(
+                    "%s: image %dx%d scaled to the writer's %dx%d",
+                    self.path,
+                    image.shape[1],
+                    image.shape[0],
+                    self.width,
+                    self.height,
+                )
+                self._resized = True
+            image = (
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                .reformat(width=self.width, height=self.height)
+                .to_ndarray()
+            )
+        pad_w, pad_h = self._pad
+        if pad_w or pad_h:
+            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        return picture.reformat(format=self._pix_fmt)
+
+    def close(self) -> None:
+        """Flush the encoder, copy the remaining audio, write the trailer; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.frames_written:
+                import av
+
+                try:
+                    self._container.mux(self._stream.encode(None))
+                    if self._audio is not None:
+                        step = self._last_step or (
+                            round(1 / (Fraction(self.fps) * self._time_base)) if self.fps else 0
+                        )
+                        self._audio.copy_until((self._last_ticks + step) * self._time_base, flush=True)
+                except av.FFmpegError as error:
+                    raise WriterError(f"cannot finish video {self.path}: {_reason(error)}") from None
+        finally:
+            try:
+                if self._audio is not None:
+                    self._audio.close()
+            finally:
+                self._container.close()
+                if not self.frames_written:
+                    self._remove_file()
+
+    def _remove_file(self) -> None:
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+
+class _AudioCopy:
+    """The first audio stream of a file, fed into an output up to a given time."""
+
+    def __init__(self, source, in_stream, out_stream, transcode: bool) -> None:
+        self._source = source
+        self._in = in_stream
+        self._out = out_stream
+        self._transcode = transcode
+        self._packets = source.demux(in_stream)
+        self._pending = None
+        self._done = False
+
+    @classmethod
+    def open(cls, container, path: Path) -> _AudioCopy | None:
+        """Add the audio stream to `container`; None when `path` has no audio."""
+        import av
+
+        try:
+            source = av.open(str(path))
+        except (av.FFmpegError, OSError) as error:
+            raise WriterError(f"cannot read audio from {path}: {_reason(error)}") from None
+        if not source.streams.audio:
+            source.close()
+            return None
+        in_stream = source.streams.audio[0]
+        try:
+            try:
+                out_stream = container.add_stream_from_template(in_stream)
+                return cls(source, in_stream, out_stream, transcode=False)
+            except (ValueError, av.FFmpegError):
+                pass
+            ctx = in_stream.codec_context
+            out_stream = container.add_stream("aac", rate=ctx.sample_rate or 48000)
+            out_stream.layout = ctx.layout.name if ctx.layout.nb_channels else "stereo"
+            logger.info("%s: audio %s transcoded to AAC for this container", path, ctx.name)
+            return cls(source, in_stream, out_stream, transcode=True)
+        except BaseException:
+            source.close()
+            raise
+
+    def copy_until(self, end: Fraction, flush: bool = False) -> None:
+        """Mux audio packets that start before `end` seconds."""
+        import av
+
+        while not self._done:
+            packet = self._pending
+            self._pending = None
+            if packet is None:
+                try:
+                    packet = next(self._packets)
+                except (StopIteration, av.FFmpegError):
+                    self._done = True
+                    break
+            if packet.size == 0:
+                continue
+            if packet.pts is not None and packet.pts * packet.time_base >= end:
+                self._pending = packet
+                break
+            self._mux(packet)
+        if flush and self._transcode:
+            self._source_flush()
+
+    def _mux(self, packet) -> None:
+        if not self._transcode:
+            packet.stream = self._out
+            self._out.container.mux(packet)
+            return
+        for frame in packet.decode():
+            self._out.container.mux(self._out.encode(frame))
+
+    def _source_flush(self) -> None:
+        self._out.container.mux(self._out.encode(None))
+
+    def close(self) -> None:
+        self._source.close()
+
+
+class JsonlWriter:
+    """One JSON object per line, flushed as written, so a cut-off run leaves whole lines.
+
+    `path` "-" writes to stdout, which is flushed but never closed.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self._file: IO[str] | None
+        if str(path) == "-":
+            self._file = sys.stdout
+            self._owned = False
+            return
+        path = Path(path)
+        _prepare_output(path)
+        try:
+            self._file = open(path, "w", encoding="utf-8")
+        except OSError as error:
+            raise WriterError(f"cannot write {path}: {_reason(error)}") from None
+        self._owned = True
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def write(self, record: dict) -> None:
+        if self._file is None:
+            raise WriterError(f"cannot write {self.path}: writer is closed")
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        try:
+            self._file.write(line + "\n")
+            self._file.flush()
+        except OSError as error:
+            raise WriterError(f"cannot write {self.path}: {_reason(error)}") from None
+
+    def close(self) -> None:
+        file, self._file = self._file, None
+        if file is not None and self._owned:
+            file.close()
+
+
+def frame_record(
+    frame: Frame,
+    detections: Detections,
+    states: dict[str, str],
+    *,
+    raw: Detections | None = None,
+    extra: dict | None = None,
+) -> dict[str, Any]:
+    """The JSONL record of one frame: plain Python values, floats rounded.
+
+    {"frame", "pts", "detections", "states"} always; "raw" (detections before
+    smoothing) when given, "source" when the frame names one, "dropped" when a
+    live source dropped frames before this one; `extra` keys are added last.
+    """
+    record: dict[str, Any] = {
+        "frame": int(frame.index),
+        "pts": round(float(frame.pts), 6),
+        "detections": detections.to_records(),
+        "states": {str(k): str(v) for k, v in states.items()},
+    }
+    if raw is not None:
+        record["raw"] = raw.to_records()
+    if frame.source:
+        record["source"] = frame.source
+    if frame.dropped > 0:
+        record["dropped"] = int(frame.dropped)
+    if extra:
+        record.update(extra)
+    return record
+
+
+class Window:
+    """An on-screen preview through OpenCV's highgui, for `watch`.
+
+    Only usable where OpenCV was built with a GUI backend and a display
+    exists; check `Window.available()` first (headless OpenCV has none).
+    """
+
+    def __init__(self, title: str = "streamsink") -> None:
+        self.title = title
+        self._open = False
+
+    @staticmethod
+    def available() -> bool:
+        """True when a window can be shown; never raises."""
+        try:
+            if sys.platform.startswith("linux") or "bsd" in sys.platform:
+                if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+                    return False
+            import cv2
+
+            framework = getattr(cv2, "currentUIFramework", None)
+            if framework is not None:
+                return bool(framework())
+            info = cv2.getBuildInformation()
+            gui = info.split("GUI:", 1)[1].splitlines()[0].strip() if "GUI:" in info else ""
+            return bool(gui) and gui.upper() != "NONE"
+        except Exception:
+            return False
+
+    def show(self, image_rgb: np.ndarray) -> bool:
+        """Draw one frame; False once the user pressed q or Esc or closed the window."""
+        import cv2
+
+        try:
+            if not self._open:
+                cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+                self._open = True
+            cv2.imshow(self.title, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+            key = cv2.waitKey(1) & 0xFF
+            if key in (ord("q"), ord("Q"), 27):
+                return False
+            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error as error:
+            raise WriterError(f"cannot show window {self.title!r}: {_reason(error)}") from None
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        try:
+            import cv2
+
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+        except Exception:
+            pass
+
+    def __enter__(self) -> Window:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _prepare_output(path: Path) -> None:
+    """Create parent folders and check the file can be written, before any work is done."""
+    if path.is_dir():
+        raise WriterError(f"cannot write {path}: it is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb"):
+            pass
+    except OSError as error:
+        raise WriterError(f"cannot write {path}: {_reason(error)}") from None
+
+
+def _reason(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return " ".join(str(text).split())

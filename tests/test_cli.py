@@ -1,0 +1,147 @@
+"""The command line: exit codes, one-line errors, end-to-end runs, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from clips import make_clip, read_video_pts, stream_kinds
+from streamsink.cli import main
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_is_instant_and_imports_nothing_heavy():
+    code = "import sys, streamsink.cli; streamsink.cli.build_parser(); print(sorted(m for m in ('torch','transformers','av','cv2') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_import_streamsink_is_cheap():
+    code = "import sys, streamsink; print(sorted(m for m in ('torch','transformers','av','cv2','numpy','rich') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.fixture()
+def text_file(tmp_path) -> Path:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n")
+    return path
+
+
+BAD_INPUTS = {
+    "missing file": (["process", "{tmp}/nope.mp4", "--prompt", "dog"], "nope.mp4"),
+    "not a video": (["process", "{text}", "--prompt", "dog"], "not a video"),
+    "empty folder": (["process", "{tmp}/empty", "--prompt", "dog"], "empty"),
+    "glob matching nothing": (["process", "{tmp}/*.png", "--prompt", "dog"], ".png"),
+    "empty prompt": (["process", "{clip}", "--prompt", " , ,"], "prompt"),
+    "missing model": (["process", "{clip}", "--prompt", "dog", "--model", "{tmp}/no-model"], "no-model"),
+    "batch size zero": (["process", "{clip}", "--prompt", "dog", "--batch-size", "0"], "batch size must be >= 1, got 0"),
+    "threshold out of range": (["process", "{clip}", "--prompt", "dog", "--threshold", "1.5"], "threshold must be in [0, 1]"),
+    "negative sinks": (["process", "{clip}", "--prompt", "dog", "--sinks", "-1"], "--sinks must be >= 0"),
+    "unknown sink init": (["process", "{clip}", "--prompt", "dog", "--sink-init", "zeros"], "invalid choice"),
+    "no prompt": (["process", "{clip}"], "--prompt"),
+    "unknown command": (["frobnicate"], "invalid choice"),
+    "absent camera": (["watch", "camera7", "--prompt", "dog", "--headless"], "camera7"),
+    "absent device path": (["watch", "/dev/video9", "--prompt", "dog", "--headless"], "video9"),
+    "unreachable stream": (["watch", "http://127.0.0.1:9/live.ts", "--prompt", "dog", "--headless", "--retries", "1"], "127.0.0.1:9"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_line(case, tmp_path, text_file, sample_clip, capsys, tiny_checkpoint):
+    args, needle = BAD_INPUTS[case]
+    (tmp_path / "empty").mkdir()
+    fill = {"tmp": str(tmp_path), "text": str(text_file), "clip": str(sample_clip)}
+    args = [a.format(**fill) for a in args]
+    if "--model" not in args and args[0] != "frobnicate":
+        args += ["--model", str(tiny_checkpoint)]
+    code, out, err = run_cli(args, capsys)
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("streamsink: error: ")
+    assert needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_offline_default_model_says_how_to_pass_model(sample_clip, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    code, _, err = run_cli(["process", sample_clip, "--prompt", "dog", "-o", tmp_path / "o.mp4"], capsys)
+    assert code == 2
+    assert "--model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_process_end_to_end(tmp_path, tiny_checkpoint, capsys):
+    clip = make_clip(tmp_path / "in.mp4", frames=10, audio=True)
+    out = tmp_path / "result" / "annotated.mp4"
+    jsonl = tmp_path / "result" / "annotated.jsonl"
+    code, _, err = run_cli(
+        ["process", clip, "--prompt", "dog,tractor", "--model", tiny_checkpoint, "-o", out, "--jsonl", jsonl, "--threshold", "0.0", "--raw"],
+        capsys,
+    )
+    assert code == 0, err
+    assert read_video_pts(out) == read_video_pts(clip)
+    assert stream_kinds(out) == ["video", "audio"]
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(10))
+    assert [r["pts"] for r in records] == pytest.approx(read_video_pts(clip))
+    for record in records:
+        assert set(record["states"]) == {"dog", "tractor"}
+        assert set(record["states"].values()) <= {"present", "absent"}
+        assert "raw" in record
+        for det in record["detections"]:
+            assert det["label"] in ("dog", "tractor")
+            assert len(det["box"]) == 4 and 0.0 <= det["score"] <= 1.0
+    assert "wrote" in err
+
+
+def test_process_jsonl_to_stdout_default_video_path(tmp_path, tiny_checkpoint, sample_clip, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["process", sample_clip, "--prompt", "dog", "--model", tiny_checkpoint, "--jsonl", "-", "--no-smooth"], capsys)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 12 and all(json.loads(line)["frame"] == i for i, line in enumerate(lines))
+    assert (tmp_path / "out" / f"{Path(sample_clip).stem}.mp4").exists()
+
+
+def test_ctrl_c_leaves_playable_video_and_complete_jsonl(tmp_path, tiny_checkpoint):
+    clip = make_clip(tmp_path / "long.mp4", frames=400, width=320, height=240)
+    out, jsonl = tmp_path / "cut.mp4", tmp_path / "cut.jsonl"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamsink", "process", str(clip), "--prompt", "dog", "--model", str(tiny_checkpoint),
+         "-o", str(out), "--jsonl", str(jsonl), "--batch-size", "1"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    lines = jsonl.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert 5 <= len(records) < 400
+    assert [r["frame"] for r in records] == list(range(len(records)))
+    with av.open(str(out)) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert decoded == len(records)
+    assert "Traceback" not in err
