@@ -101,7 +101,8 @@ class VideoWriter:
         import av
 
         try:
-            self._container = av.open(str(self.path), "w")
+            movflags = {"movflags": "+faststart"} if self.path.suffix.lower() in {".mp4", ".mov", ".m4v"} else {}
+            self._container = av.open(str(self.path), "w", container_options=movflags)
         except (ValueError, av.FFmpegError, OSError) as error:
             self._remove_file()
             raise WriterError(f"cannot write video {self.path}: {_reason(error)}") from None
@@ -141,8 +142,6 @@ class VideoWriter:
         if self.codec == "libx264":
             options["preset"] = "veryfast"
         stream.options = options
-        if self._container.format.name.split(",")[0] in {"mov", "mp4"}:
-            self._container.options = {"movflags": "+faststart"}
         return stream
 
     def __enter__(self) -> VideoWriter:
@@ -197,6 +196,8 @@ class VideoWriter:
                 self._time_base = _FALLBACK_TIME_BASE
         self._stream.time_base = self._time_base
         self._stream.codec_context.time_base = self._time_base
+        if self._audio is not None:
+            self._audio.start = self._ticks(frame) * self._time_base
 
     def _ticks(self, frame: Frame) -> int:
         tb = self._time_base
@@ -274,6 +275,7 @@ class _AudioCopy:
         self._packets = source.demux(in_stream)
         self._pending = None
         self._done = False
+        self.start: Fraction | None = None
 
     @classmethod
     def open(cls, container, path: Path) -> _AudioCopy | None:
@@ -304,7 +306,12 @@ class _AudioCopy:
             raise
 
     def copy_until(self, end: Fraction, flush: bool = False) -> None:
-        """Mux audio packets that start before `end` seconds."""
+        """Mux audio packets that start in [`start`, `end`) seconds.
+
+        Audio from before the first video frame (an AAC priming packet at a
+        negative time, say) is dropped: Matroska would otherwise shift every
+        stream to make it non-negative and the video would lose its timestamps.
+        """
         import av
 
         while not self._done:
@@ -318,9 +325,13 @@ class _AudioCopy:
                     break
             if packet.size == 0:
                 continue
-            if packet.pts is not None and packet.pts * packet.time_base >= end:
-                self._pending = packet
-                break
+            if packet.pts is not None:
+                time = packet.pts * packet.time_base
+                if time >= end:
+                    self._pending = packet
+                    break
+                if self.start is not None and time < self.start:
+                    continue
             self._mux(packet)
         if flush and self._transcode:
             self._source_flush()
