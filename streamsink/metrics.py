@@ -1,0 +1,183 @@
+"""Abstention metrics: AP50 on images that hold a class, false positives on images that do not.
+
+The protocol follows the attention-sink paper: every class is prompted on its
+own, one image at a time. A (image, class) pair is *positive* when the image
+holds that class and *negative* (background) when it does not.
+
+- AP50 is computed per class over its positive pairs (greedy matching by score,
+  IoU >= 0.5, COCO's 101-point interpolated precision) and averaged over the
+  classes that have any ground truth.
+- FPR_bg(t) is the number of detections scoring >= t on negative pairs divided
+  by the number of negative pairs: false positives per background image per
+  negative prompt.
+- AP50 at FPR_bg = x keeps only detections above the threshold at which FPR_bg
+  reaches x. Thresholds only exist between distinct scores, so tied scores are
+  admitted or refused together; when x falls between two such operating points,
+  AP is interpolated linearly in FPR between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FPR_TARGETS = (0.01, 0.05, 0.25)
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """The detections for one prompted class on one image, and that class's ground truth there.
+
+    boxes: (n, 4) float xyxy; scores: (n,); truth: (m, 4) float xyxy, empty on a negative pair.
+    """
+
+    image: str
+    label: str
+    boxes: np.ndarray
+    scores: np.ndarray
+    truth: np.ndarray
+
+    @property
+    def negative(self) -> bool:
+        return len(self.truth) == 0
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, 4) x (m, 4) xyxy -> (n, m) IoU."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """True for each detection that claims a not-yet-claimed truth box at IoU >= `iou`, highest score first."""
+    hits = np.zeros(len(scores), bool)
+    if len(scores) == 0 or len(truth) == 0:
+        return hits
+    overlaps = box_iou(boxes, truth)
+    taken = np.zeros(len(truth), bool)
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        candidates = np.where(~taken & (overlaps[i] >= iou))[0]
+        if len(candidates):
+            best = candidates[np.argmax(overlaps[i, candidates])]
+            taken[best] = hits[i] = True
+    return hits
+
+
+def average_precision(scores: np.ndarray, hits: np.ndarray, n_truth: int) -> float:
+    """COCO-style 101-point interpolated AP from matched detections; 0 when nothing is found."""
+    if n_truth == 0:
+        raise ValueError("average precision needs at least one ground-truth box, got 0")
+    if len(scores) == 0:
+        return 0.0
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    tp = np.cumsum(hits[order])
+    fp = np.cumsum(~hits[order])
+    recall = tp / n_truth
+    precision = tp / np.maximum(tp + fp, 1)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    points = np.linspace(0, 1, 101)
+    index = np.searchsorted(recall, points, side="left")
+    sampled = np.where(index < len(precision), precision[np.minimum(index, len(precision) - 1)], 0.0)
+    return float(sampled.mean())
+
+
+class AbstentionReport:
+    """All the figures of one method on one dataset; build with `from_pairs`."""
+
+    def __init__(self, pairs: Sequence[PairResult], iou: float = 0.5) -> None:
+        self.pairs = list(pairs)
+        self.negatives = [p for p in self.pairs if p.negative]
+        positives = [p for p in self.pairs if not p.negative]
+        self.classes = sorted({p.label for p in positives})
+        self._per_class: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+        for label in self.classes:
+            scores, hits, n_truth = [], [], 0
+            for pair in positives:
+                if pair.label == label:
+                    scores.append(np.asarray(pair.scores, np.float64))
+                    hits.append(match(pair.boxes, pair.scores, pair.truth, iou))
+                    n_truth += len(pair.truth)
+            self._per_class[label] = (np.concatenate(scores), np.concatenate(hits), n_truth)
+        self.negative_scores = np.sort(
+            np.concatenate([np.asarray(p.scores, np.float64) for p in self.negatives] or [np.zeros(0)])
+        )[::-1]
+
+    def ap50(self, threshold: float = -np.inf) -> float:
+        """Mean over classes of AP50, counting only detections scoring >= `threshold`."""
+        if not self.classes:
+            return float("nan")
+        values = []
+        for scores, hits, n_truth in self._per_class.values():
+            keep = scores >= threshold
+            values.append(average_precision(scores[keep], hits[keep], n_truth))
+        return float(np.mean(values))
+
+    def fpr_bg(self, threshold: float = -np.inf) -> float:
+        """False positives per negative (image, prompt) pair at `threshold`."""
+        if not self.negatives:
+            return float("nan")
+        return float(np.count_nonzero(self.negative_scores >= threshold) / len(self.negatives))
+
+    def operating_points(self) -> list[tuple[float, float]]:
+        """(fpr_bg, threshold) for each threshold that changes FPR_bg, strictest first.
+
+        The first point admits no background detection at all (threshold above
+        every negative score); each next one admits the next distinct score,
+        with all its ties.
+        """
+        if not self.negatives:
+            return []
+        distinct = np.unique(self.negative_scores)[::-1]
+        points = [(0.0, float(np.nextafter(distinct[0], np.inf)) if len(distinct) else -np.inf)]
+        for score in distinct:
+            points.append((self.fpr_bg(score), float(score)))
+        return points
+
+    def ap50_at_fpr(self, target: float) -> float:
+        """AP50 when the threshold is set so that FPR_bg equals `target`, interpolated between operating points."""
+        if not 0.0 <= target:
+            raise ValueError(f"target FPR must be >= 0, got {target}")
+        points = self.operating_points()
+        if not points:
+            return self.ap50()
+        below = [(f, t) for f, t in points if f <= target]
+        above = [(f, t) for f, t in points if f > target]
+        fpr_low, t_low = below[-1]
+        ap_low = self.ap50(t_low)
+        if not above:
+            return self.ap50() if fpr_low <= target else ap_low
+        fpr_high, t_high = above[0]
+        ap_high = self.ap50(t_high)
+        weight = (target - fpr_low) / (fpr_high - fpr_low)
+        return float(ap_low + weight * (ap_high - ap_low))
+
+    def negative_frames_with_detection(self) -> float:
+        """Share of negative (image, prompt) pairs with at least one detection."""
+        if not self.negatives:
+            return float("nan")
+        return sum(1 for p in self.negatives if len(p.scores)) / len(self.negatives)
+
+    def summary(self) -> dict[str, float]:
+        figures = {"ap50": self.ap50()}
+        for target in FPR_TARGETS:
+            figures[f"ap50_at_fpr_{target}"] = self.ap50_at_fpr(target)
+        figures["fpr_bg"] = self.fpr_bg()
+        figures["neg_frames_with_detection"] = self.negative_frames_with_detection()
+        return figures
+
+
+def pairs_from(records: Iterable[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]]) -> list[PairResult]:
+    """Build `PairResult`s from (image, label, boxes, scores, truth) tuples."""
+    return [
+        PairResult(image, label, np.asarray(b, np.float64).reshape(-1, 4), np.asarray(s, np.float64), np.asarray(t, np.float64).reshape(-1, 4))
+        for image, label, b, s, t in records
+    ]

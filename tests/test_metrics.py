@@ -1,0 +1,112 @@
+"""Abstention metrics on hand-made cases whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamsink.metrics import AbstentionReport, average_precision, box_iou, match, pairs_from
+
+HALF = 51 / 101  # recall 0.5 at precision 1: 51 of COCO's 101 recall points
+
+
+def test_box_iou():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 0, 0]])
+    assert box_iou(a, b)[0] == pytest.approx([1.0, 50 / 150, 0.0, 0.0])
+
+
+def test_match_is_greedy_by_score_and_claims_each_truth_once():
+    truth = np.array([[0, 0, 10, 10]])
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 9]])
+    assert match(boxes, np.array([0.2, 0.9]), truth).tolist() == [False, True]
+    assert match(boxes, np.array([0.9, 0.2]), truth).tolist() == [True, False]
+    assert match(np.array([[50, 50, 60, 60]]), np.array([0.9]), truth).tolist() == [False]
+
+
+@pytest.mark.parametrize(
+    "scores, hits, n_truth, expected",
+    [
+        ([0.9, 0.8], [True, True], 2, 1.0),
+        ([0.9, 0.8], [False, True], 1, 0.5),
+        ([0.9, 0.8], [True, False], 2, HALF),
+        ([], [], 3, 0.0),
+        ([0.5], [False], 1, 0.0),
+    ],
+)
+def test_average_precision(scores, hits, n_truth, expected):
+    assert average_precision(np.array(scores), np.array(hits, bool), n_truth) == pytest.approx(expected)
+
+
+def test_average_precision_needs_truth():
+    with pytest.raises(ValueError, match="at least one ground-truth box"):
+        average_precision(np.array([0.5]), np.array([True]), 0)
+
+
+TRUTH = [[0, 0, 10, 10], [20, 20, 30, 30]]
+
+
+def report() -> AbstentionReport:
+    """One positive pair (two truths, found at 0.95 and at 0.5) and four negative pairs.
+
+    Negative scores: 0.9 on one, 0.5 twice on another (a tie), nothing on two.
+    """
+    return AbstentionReport(
+        pairs_from(
+            [
+                ("img0", "dog", [[0, 0, 10, 10], [20, 20, 30, 30]], [0.95, 0.5], TRUTH),
+                ("img1", "dog", [[0, 0, 5, 5]], [0.9], []),
+                ("img2", "dog", [[0, 0, 5, 5], [1, 1, 6, 6]], [0.5, 0.5], []),
+                ("img3", "dog", [], [], []),
+                ("img4", "dog", [], [], []),
+            ]
+        )
+    )
+
+
+def test_fpr_bg_counts_detections_per_negative_pair():
+    r = report()
+    assert r.fpr_bg() == pytest.approx(3 / 4)
+    assert r.fpr_bg(0.6) == pytest.approx(1 / 4)
+    assert r.negative_frames_with_detection() == pytest.approx(2 / 4)
+
+
+def test_operating_points_admit_ties_together():
+    points = report().operating_points()
+    assert [f for f, _ in points] == pytest.approx([0.0, 0.25, 0.75])
+    assert points[0][1] > 0.9 and points[1][1] == pytest.approx(0.9) and points[2][1] == pytest.approx(0.5)
+
+
+def test_ap50_at_fpr_interpolates_between_operating_points():
+    r = report()
+    assert r.ap50() == pytest.approx(1.0)
+    # FPR 0.01 and 0.25 sit between or on points whose threshold keeps only the 0.95 detection.
+    assert r.ap50_at_fpr(0.01) == pytest.approx(HALF)
+    assert r.ap50_at_fpr(0.25) == pytest.approx(HALF)
+    # 0.5 is halfway from FPR 0.25 (AP = HALF) to FPR 0.75 (threshold 0.5 admits the tied true positive: AP = 1).
+    assert r.ap50_at_fpr(0.5) == pytest.approx(HALF + 0.5 * (1.0 - HALF))
+    # Past every operating point nothing is held back.
+    assert r.ap50_at_fpr(0.9) == pytest.approx(1.0)
+
+
+def test_summary_keys_match_the_report_schema():
+    figures = report().summary()
+    assert set(figures) == {"ap50", "ap50_at_fpr_0.01", "ap50_at_fpr_0.05", "ap50_at_fpr_0.25", "fpr_bg", "neg_frames_with_detection"}
+
+
+def test_no_negatives_means_fpr_is_undefined_and_ap_unconstrained():
+    r = AbstentionReport(pairs_from([("a", "dog", [[0, 0, 10, 10]], [0.7], [[0, 0, 10, 10]])]))
+    assert np.isnan(r.fpr_bg())
+    assert r.ap50_at_fpr(0.01) == pytest.approx(1.0)
+
+
+def test_ap_averages_over_classes():
+    r = AbstentionReport(
+        pairs_from(
+            [
+                ("a", "dog", [[0, 0, 10, 10]], [0.7], [[0, 0, 10, 10]]),
+                ("a", "cat", [[50, 50, 60, 60]], [0.7], [[0, 0, 10, 10]]),
+            ]
+        )
+    )
+    assert r.ap50() == pytest.approx(0.5)
