@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from streamsink.errors import WriterError
+from streamsink.errors import SourceError, SourceNotFoundError, WriterError
 from streamsink.types import Detections, Frame
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,17 @@ logger = logging.getLogger(__name__)
 # Fine enough that seconds-only timestamps (cameras, image folders) survive a
 # round trip to the microsecond-ish, and the usual MPEG clock.
 _FALLBACK_TIME_BASE = Fraction(1, 90000)
+
+# Audio codecs known to remux cleanly, for containers where FFmpeg's own check
+# says yes to codecs whose muxing can still fail at the trailer (PCM in mp4
+# with an unnamed channel layout, for one). Other containers trust FFmpeg.
+_REMUX_AUDIO = {
+    ".mp4": {"aac", "mp3", "ac3", "eac3", "alac"},
+    ".m4v": {"aac", "mp3", "ac3", "eac3", "alac"},
+    ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le"},
+    ".avi": {"aac", "mp3", "mp2", "ac3", "pcm_s16le"},
+}
+_AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 # Codecs that take a constant-quality `crf` option.
 _CRF_CODECS = {"libx264", "libx265", "libvpx", "libvpx-vp9", "libaom-av1", "libsvtav1"}
@@ -37,10 +48,12 @@ class VideoWriter:
 
     Timestamps: each frame keeps `frame.pts_ticks` in `frame.time_base` (the
     stream and encoder time base are set to it, so nothing is rounded); frames
-    without ticks use `frame.pts` seconds in 1/90000 s, or in `time_base` when
-    given. The container may store time more coarsely (Matroska keeps
-    milliseconds). Frames are never reordered: a timestamp that does not
-    increase is bumped one tick past the previous one, and that is logged once.
+    without ticks use `frame.pts` seconds in 1/90000 s. A `time_base` given
+    here replaces both (ticks are rescaled to it). The container may store time more coarsely (Matroska keeps
+    milliseconds; AVI keeps none, so only a constant rate survives there and
+    H.264-in-AVI reads back one frame late: prefer .mp4/.mkv, or
+    `codec="mjpeg"` for .avi). Frames are never reordered: a timestamp that
+    does not increase is bumped one tick past the previous one, logged once.
 
     Size: H.264 in yuv420p needs even sides, so an odd width or height is
     padded by one pixel that repeats the last column or row; the output is
@@ -50,14 +63,15 @@ class VideoWriter:
     Audio: with `audio_from` naming a file that has audio, its first audio
     stream is copied packet by packet when the output container takes that
     codec, and transcoded to AAC otherwise; it is cut where the last written
-    video frame ends, so an interrupted run's audio stops with its video.
-    A file without audio adds nothing.
+    video frame ends, so an interrupted run's audio stops with its video, and
+    audio from before the first written frame is left out. A file without
+    audio adds nothing.
 
     Interruption: `close()` (also run by `with` on any exception, Ctrl-C
     included) flushes the encoder and writes the trailer, so the file plays.
     Closing twice does nothing. If no frame was written, the file is removed
-    rather than left empty and broken. A process killed outright cannot write
-    an mp4 trailer; `.mkv` output stays readable up to the kill.
+    rather than left empty and broken. A process killed outright (SIGKILL)
+    never reaches `close()` and leaves no playable file.
 
     `crf` applies to x264/x265/VPx/AV1 encoders; `fps` is a frame-rate hint
     for the container and the encoder's rate control, never used to retime.
@@ -97,15 +111,21 @@ class VideoWriter:
         self._closed = False
         self._audio: _AudioCopy | None = None
 
-        _prepare_output(self.path)
         import av
 
+        if self.path.is_dir():
+            raise WriterError(f"cannot write video {self.path}: it is a directory")
+        movflags = {"movflags": "+faststart"} if self.path.suffix.lower() in {".mp4", ".mov", ".m4v"} else {}
         try:
-            movflags = {"movflags": "+faststart"} if self.path.suffix.lower() in {".mp4", ".mov", ".m4v"} else {}
+            # Opening for writing only picks the format; the file is made below.
             self._container = av.open(str(self.path), "w", container_options=movflags)
         except (ValueError, av.FFmpegError, OSError) as error:
-            self._remove_file()
             raise WriterError(f"cannot write video {self.path}: {_reason(error)}") from None
+        try:
+            _prepare_output(self.path)
+        except BaseException:
+            self._container.close()
+            raise
         try:
             self._stream = self._add_video_stream()
             if audio_from is not None:
@@ -124,7 +144,9 @@ class VideoWriter:
         except (ValueError, av.FFmpegError) as error:
             raise WriterError(f"cannot write video {self.path}: {_reason(error)}") from None
         formats = [f.name for f in (stream.codec_context.codec.video_formats or ())]
-        for pix_fmt in ("yuv420p", "yuvj420p"):
+        # MJPEG takes yuv420p only with full range flagged; yuvj420p says so itself.
+        preferred = ("yuvj420p", "yuv420p") if self.codec == "mjpeg" else ("yuv420p", "yuvj420p")
+        for pix_fmt in preferred:
             if pix_fmt in formats:
                 break
         else:
@@ -253,9 +275,13 @@ class VideoWriter:
                 if self._audio is not None:
                     self._audio.close()
             finally:
-                self._container.close()
-                if not self.frames_written:
-                    self._remove_file()
+                try:
+                    self._container.close()
+                except Exception as error:
+                    raise WriterError(f"cannot finish video {self.path}: {_reason(error)}") from None
+                finally:
+                    if not self.frames_written:
+                        self._remove_file()
 
     def _remove_file(self) -> None:
         try:
@@ -284,21 +310,25 @@ class _AudioCopy:
 
         try:
             source = av.open(str(path))
+        except FileNotFoundError:
+            raise SourceNotFoundError(f"audio source not found: {path}") from None
         except (av.FFmpegError, OSError) as error:
-            raise WriterError(f"cannot read audio from {path}: {_reason(error)}") from None
+            raise SourceError(f"cannot read audio from {path}: {_reason(error)}") from None
         if not source.streams.audio:
             source.close()
             return None
         in_stream = source.streams.audio[0]
+        ctx = in_stream.codec_context
+        allowed = _REMUX_AUDIO.get(Path(container.name).suffix.lower())
         try:
-            try:
-                out_stream = container.add_stream_from_template(in_stream)
-                return cls(source, in_stream, out_stream, transcode=False)
-            except (ValueError, av.FFmpegError):
-                pass
-            ctx = in_stream.codec_context
+            if allowed is None or ctx.name in allowed:
+                try:
+                    out_stream = container.add_stream_from_template(in_stream)
+                    return cls(source, in_stream, out_stream, transcode=False)
+                except (ValueError, av.FFmpegError):
+                    pass
             out_stream = container.add_stream("aac", rate=ctx.sample_rate or 48000)
-            out_stream.layout = ctx.layout.name if ctx.layout.nb_channels else "stereo"
+            out_stream.layout = _AAC_LAYOUTS.get(ctx.layout.nb_channels, "stereo")
             logger.info("%s: audio %s transcoded to AAC for this container", path, ctx.name)
             return cls(source, in_stream, out_stream, transcode=True)
         except BaseException:
@@ -381,7 +411,7 @@ class JsonlWriter:
     def write(self, record: dict) -> None:
         if self._file is None:
             raise WriterError(f"cannot write {self.path}: writer is closed")
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_plain)
         try:
             self._file.write(line + "\n")
             self._file.flush()
@@ -495,12 +525,28 @@ def _prepare_output(path: Path) -> None:
         raise WriterError(f"cannot write {path}: it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriterError(f"cannot create folder {path.parent} for {path.name}: {_reason(error)}") from None
+    try:
         with open(path, "wb"):
             pass
     except OSError as error:
         raise WriterError(f"cannot write {path}: {_reason(error)}") from None
 
 
+def _plain(value: Any) -> Any:
+    """Numpy scalars and arrays in a record become plain JSON numbers and lists."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _reason(error: BaseException) -> str:
-    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    """The useful part of an error, on one line (FFmpeg's own log line included)."""
+    if type(error).__module__.startswith("av."):
+        text = str(error)
+    else:
+        text = getattr(error, "strerror", None) or str(error) or type(error).__name__
     return " ".join(str(text).split())
