@@ -106,9 +106,6 @@ def _check_size(width: int, height: int) -> None:
         raise ValueError(f"width and height must be >= 16, got {width}x{height}")
 
 
-# ---------------------------------------------------------------- geometry
-
-
 def _rotate(points: np.ndarray, shape: Shape) -> np.ndarray:
     a = math.radians(shape.angle)
     c, s = math.cos(a), math.sin(a)
@@ -148,7 +145,7 @@ def _outline(shape: Shape) -> tuple[np.ndarray, np.ndarray | None]:
         unit = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * np.array([1.0, shape.aspect])
     else:  # blob: an ellipse with a wobble, elongated so it never reads as a circle
         t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
-        wobble = 1 + 0.12 * np.sin(3 * t + shape.angle) + 0.08 * np.cos(5 * t)
+        wobble = 1 + 0.12 * np.sin(3 * t + 1.0) + 0.08 * np.cos(5 * t)
         unit = np.stack([np.cos(t), shape.aspect * np.sin(t)], 1) * wobble[:, None] / 1.2
     return _rotate(unit, shape), None
 
@@ -181,10 +178,9 @@ def _coverage(shape: Shape) -> tuple[int, int, np.ndarray]:
     return x0, y0, mask
 
 
-# ---------------------------------------------------------------- backgrounds
-
-
-def make_background(rng_or_seed: int | np.random.Generator, width: int, height: int, kind: str | None = None) -> np.ndarray:
+def make_background(
+    rng_or_seed: int | np.random.Generator, width: int, height: int, kind: str | None = None
+) -> np.ndarray:
     """A muted textured background (RGB uint8) that coloured shapes stand out from."""
     _check_size(width, height)
     if kind is not None and kind not in BACKGROUNDS:
@@ -224,7 +220,9 @@ def make_background(rng_or_seed: int | np.random.Generator, width: int, height: 
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def _pick_color(rng: np.random.Generator, background: np.ndarray, avoid: Sequence[tuple[int, int, int]] = ()) -> tuple[int, int, int]:
+def _pick_color(
+    rng: np.random.Generator, background: np.ndarray, avoid: Sequence[tuple[int, int, int]] = ()
+) -> tuple[int, int, int]:
     """A palette colour far from the background's mean, preferring ones not yet used."""
     mean = background.reshape(-1, 3).mean(0)
     far = [c for c in PALETTE if np.linalg.norm(np.array(c) - mean) >= _MIN_CONTRAST]
@@ -234,10 +232,9 @@ def _pick_color(rng: np.random.Generator, background: np.ndarray, avoid: Sequenc
     return tuple(int(v) for v in np.clip(c, 0, 255))
 
 
-# ---------------------------------------------------------------- rendering
-
-
-def _compose(background: np.ndarray, objects: Sequence[Shape], min_visible: float) -> tuple[np.ndarray, list[Annotation]]:
+def _compose(
+    background: np.ndarray, objects: Sequence[Shape], min_visible: float
+) -> tuple[np.ndarray, list[Annotation]]:
     height, width = background.shape[:2]
     image = background.astype(np.float32)
     layers = []
@@ -291,13 +288,12 @@ def render_frame(
     return _compose(background, objects, MIN_VISIBLE)[0]
 
 
-def annotate(objects: Sequence[Shape], width: int, height: int, *, min_visible: float = MIN_VISIBLE) -> list[Annotation]:
+def annotate(
+    objects: Sequence[Shape], width: int, height: int, *, min_visible: float = MIN_VISIBLE
+) -> list[Annotation]:
     """Ground truth for `objects` drawn in order: boxes of class shapes at least `min_visible` visible."""
     _check_size(width, height)
     return _compose(np.zeros((height, width, 3), np.uint8), objects, min_visible)[1]
-
-
-# ---------------------------------------------------------------- single images
 
 
 def _random_shape(rng: np.random.Generator, kind: str, width: int, height: int, color: tuple[int, int, int]) -> Shape:
@@ -355,9 +351,6 @@ def dataset(seed: int, n: int, **kwargs) -> Iterator[tuple[np.ndarray, list[Anno
         yield make_image(np.random.default_rng([seed, i]), **kwargs)
 
 
-# ---------------------------------------------------------------- clips
-
-
 @dataclass(slots=True)
 class _Track:
     kind: str
@@ -378,7 +371,18 @@ class _Track:
     exit_at: int
 
 
-def _spawn(rng: np.random.Generator, kind: str, color, start: int, end: int, width: int, height: int, fps: int) -> _Track:
+def _spawn(
+    rng: np.random.Generator,
+    kind: str,
+    color: tuple[int, int, int],
+    start: int,
+    end: int,
+    width: int,
+    height: int,
+    fps: int,
+    anchor: bool = False,
+) -> _Track:
+    """A track's plan; an anchor (the one object that spans its whole stretch) never leaves early."""
     side = min(width, height)
     distractor = kind in DISTRACTORS
     size0 = rng.uniform(0.07, 0.16) * side if not distractor else rng.uniform(0.1, 0.25) * side
@@ -391,20 +395,21 @@ def _spawn(rng: np.random.Generator, kind: str, color, start: int, end: int, wid
     r = max(size0, size1)
     x, y = rng.uniform(r, width - r), rng.uniform(r, height - r)
     inside = True
-    if not static and rng.random() < 0.5:  # enter from an edge, moving inwards
+    if not static and rng.random() < 0.5:  # enter from an edge, moving inwards, a little already showing
+        speed = max(speed, 1.2 * width / 320 * 25 / fps)
         edge = rng.integers(4)
-        inward = rng.uniform(0.6, 1.0) * speed
+        inward = rng.uniform(0.8, 1.0) * speed
         along = rng.uniform(-1, 1) * math.sqrt(max(speed**2 - inward**2, 0))
         if edge == 0:
-            x, vx, vy = -size0, inward, along
+            x, vx, vy = -0.6 * size0, inward, along
         elif edge == 1:
-            x, vx, vy = width + size0, -inward, along
+            x, vx, vy = width + 0.6 * size0, -inward, along
         elif edge == 2:
-            y, vy, vx = -size0, inward, along
+            y, vy, vx = -0.6 * size0, inward, along
         else:
-            y, vy, vx = height + size0, -inward, along
+            y, vy, vx = height + 0.6 * size0, -inward, along
         inside = False
-    leaves = not static and rng.random() < 0.5
+    leaves = not static and not anchor and rng.random() < 0.5
     exit_at = max(start, end - int(rng.uniform(1.0, 2.5) * fps)) if leaves else end
     spin = 0.0 if kind in ("circle", "ring") or rng.random() < 0.3 else rng.uniform(-3, 3) * 25 / fps
     return _Track(kind, color, start, end, float(x), float(y), vx, vy, float(size0), float(size1),
@@ -460,9 +465,10 @@ def make_clip(
     """A short video: one background, shapes that enter, bounce, scale, spin and leave, and stretches of nothing.
 
     The clip alternates active stretches (about 3 s each) with empty ones (`empty_fraction` of the
-    frames, where no class shape is drawn; distractors may still be). The first active stretch holds
-    a single class. `classes` fixes which classes appear; by default 1 to 3 are drawn from the seed,
-    so at least three classes are absent from every clip.
+    frames, where no class shape is drawn; distractors may still be). When there are several
+    active stretches, the first holds a single class. `classes` fixes which classes appear (each at least
+    once when there is room); by default 1 to 3 are drawn from the seed, so three or more classes are
+    absent from every clip.
     """
     _check_size(width, height)
     if frames < 1:
@@ -498,6 +504,7 @@ def make_clip(
         return c
 
     tracks: list[_Track] = []
+    planned: set[str] = set()
     cursor = 0
     for k, (a_len, e_len) in enumerate(zip(active, empty)):
         if empty_first:
@@ -508,14 +515,20 @@ def make_clip(
             cursor += e_len
         if a_len <= 0:
             continue
-        if k == 0:
+        if k == 0 and n_active > 1:
             pool = [classes[rng.integers(len(classes))]]
         else:
             pool = [c for c in classes if rng.random() < 0.7] or [classes[rng.integers(len(classes))]]
-        for j in range(int(rng.integers(1, max_objects + 1))):
+        kinds = [pool[i] for i in rng.integers(len(pool), size=rng.integers(1, max_objects + 1))]
+        if k == n_active - 1:  # the last stretch brings in any requested class not shown yet
+            missing = [c for c in classes if c not in planned]
+            room = max(len(kinds), min(len(missing), max_objects))
+            kinds = (missing + [c for c in kinds if c not in missing])[:room]
+        planned.update(kinds)
+        for j, kind in enumerate(kinds):
             t0 = start if j == 0 else start + int(rng.integers(0, max(1, a_len // 2)))
             t1 = end if j == 0 else int(rng.integers(min(t0 + a_len // 3, end - 1), end)) + 1
-            tracks.append(_spawn(rng, pool[rng.integers(len(pool))], color(), t0, t1, width, height, fps))
+            tracks.append(_spawn(rng, kind, color(), t0, t1, width, height, fps, j == 0))
 
     for _ in range(int(rng.integers(0, max_distractors + 1))):
         if rng.random() < 0.5:
@@ -535,4 +548,5 @@ def make_clip(
         out_annotations.append(annotations)
         out_objects.append(objects)
     seen = {a["label"] for frame in out_annotations for a in frame}
-    return Clip(out_frames, out_annotations, out_objects, tuple(c for c in CLASSES if c in seen), fps, width, height, seed)
+    present = tuple(c for c in CLASSES if c in seen)
+    return Clip(out_frames, out_annotations, out_objects, present, fps, width, height, seed)
