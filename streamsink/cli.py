@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--headless", action="store_true", help="no window even if a display exists")
     watch.add_argument("--buffer", type=int, default=2, help="live frames buffered before the oldest is dropped (default 2)")
     watch.add_argument("--retries", type=int, default=5, help="network streams: reconnect attempts in a row before giving up (default 5)")
+
+    explain = commands.add_parser("explain", help="picture of where the first fusion layer's attention goes, without and with sinks")
+    explain.add_argument("image", help="an image file, or a video file (its first frame is used)")
+    explain.add_argument("--prompt", "-p", required=True, help='classes, comma-separated: "dog,tractor"')
+    explain.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"hub id or local checkpoint directory (default {DEFAULT_MODEL})")
+    explain.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    explain.add_argument("--sinks", type=int, default=16, help="sinks in the right-hand panel (default 16)")
+    explain.add_argument("--sink-init", choices=("mean", "random", "brackets"), default="mean")
+    explain.add_argument("-o", "--output", default="attention.png", help="PNG to write (default attention.png)")
     return parser
 
 
@@ -146,11 +155,17 @@ def _check_common(args: argparse.Namespace) -> tuple[str, ...]:
     return classes
 
 
-def _load_detector(args: argparse.Namespace, console):
+def _load_detector(args: argparse.Namespace, console, sinks: int | None = None):
+    from transformers.utils import logging as transformers_logging
+
     from streamsink.detector import SinkDetector
 
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
     with console.status(f"loading {args.model} ..."):
-        return SinkDetector.from_pretrained(args.model, sinks=args.sinks, sink_init=args.sink_init, device=args.device)
+        return SinkDetector.from_pretrained(
+            args.model, sinks=args.sinks if sinks is None else sinks, sink_init=args.sink_init, device=args.device
+        )
 
 
 def _stderr_console():
@@ -395,4 +410,36 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
-COMMANDS = {"process": cmd_process, "watch": cmd_watch}
+def cmd_explain(args: argparse.Namespace) -> int:
+    from streamsink.detector.explain import explain
+    from streamsink.detector.prompt import parse_classes
+
+    parse_classes(args.prompt)
+    if args.sinks < 1:
+        raise UsageError(f"--sinks must be >= 1 for explain (it compares against a prompt with sinks), got {args.sinks}")
+    image = _first_image(args.image)
+    console = _stderr_console()
+    detector = _load_detector(args, console, sinks=0)
+    result = explain(detector, image, args.prompt, sinks=args.sinks, sink_init=args.sink_init)
+    result.save(args.output)
+    console.print(f"first fusion layer: {result.sink_share:.1%} of image-to-text attention went to {args.sinks} sinks")
+    for label, (without, with_sinks) in result.class_share.items():
+        console.print(f"  {label}: {without:.1%} of attention without sinks, {with_sinks:.1%} with")
+    console.print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _first_image(spec: str):
+    """An image file as it is; anything else `open_source` reads gives its first frame."""
+    from streamsink.detector.explain import load_image
+    from streamsink.sources import IMAGE_SUFFIXES, open_source
+
+    if Path(spec).suffix.lower() in IMAGE_SUFFIXES:
+        return load_image(spec)
+    with open_source(spec) as source:
+        for frame in source:
+            return frame.image
+    raise UsageError(f"{spec} has no frames")
+
+
+COMMANDS = {"process": cmd_process, "watch": cmd_watch, "explain": cmd_explain}
