@@ -308,20 +308,22 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
 
 
 class RateMeter:
-    """Frames per second over the last second or so, smoothed so the number is readable."""
+    """Frames per second over the last `span` frames.
 
-    def __init__(self, smoothing: float = 0.9) -> None:
-        self.smoothing = smoothing
-        self.rate = 0.0
-        self.last: float | None = None
+    Frames leave the detector in bursts of a batch, so a rate from the last
+    interval alone swings wildly; a window over many frames reads steadily.
+    """
+
+    def __init__(self, span: int = 50) -> None:
+        from collections import deque
+
+        self.ticks: deque[float] = deque(maxlen=span)
 
     def tick(self) -> float:
-        now = time.monotonic()
-        if self.last is not None:
-            instant = 1.0 / max(now - self.last, 1e-6)
-            self.rate = instant if self.rate == 0.0 else self.smoothing * self.rate + (1 - self.smoothing) * instant
-        self.last = now
-        return self.rate
+        self.ticks.append(time.monotonic())
+        if len(self.ticks) < 2:
+            return 0.0
+        return (len(self.ticks) - 1) / max(self.ticks[-1] - self.ticks[0], 1e-9)
 
 
 class LiveStatus:
