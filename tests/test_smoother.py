@@ -1,0 +1,318 @@
+"""TemporalSmoother on synthetic detection streams: votes, hold, smoothing, states, bounded cost."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamsink.smoother import TemporalSmoother, _iou
+from streamsink.types import Detections
+
+LABELS = ("dog", "cat", "tractor")
+PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def dets(boxes, class_id=None, scores=None, labels=LABELS) -> Detections:
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    n = len(boxes)
+    class_id = np.zeros(n, np.int64) if class_id is None else np.asarray(class_id, np.int64)
+    scores = np.full(n, 0.8, np.float32) if scores is None else np.asarray(scores, np.float32)
+    return Detections(boxes, scores, class_id, labels)
+
+
+def walker(rng, frames: int, *, x0: float, y0: float = 100.0, vx: float = 0.0, vy: float = 0.0,
+           w: float = 80.0, h: float = 160.0, noise: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Truth boxes of a box moving at constant speed, and noisy detections of them."""
+    t = np.arange(frames, dtype=np.float64)[:, None]
+    truth = np.array([x0, y0, x0 + w, y0 + h]) + t * np.array([vx, vy, vx, vy])
+    return truth, truth + rng.normal(0.0, noise, truth.shape)
+
+
+def best_iou(box: np.ndarray, out: Detections, class_id: int = 0) -> float:
+    boxes = out.xyxy[out.class_id == class_id].astype(np.float64)
+    return float(_iou(box[None], boxes).max()) if len(boxes) else 0.0
+
+
+walking = st.floats(-8.0, 8.0)  # px per frame for an 80 px wide box: about a tenth of its width, 25-30 fps
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+
+@PROPERTY
+@given(data=st.data(), frames=st.integers(20, 80))
+def test_single_frame_flickers_never_show(data, frames):
+    smoother = TemporalSmoother(LABELS)
+    recent: list[list[tuple[int, np.ndarray]]] = []
+    for _ in range(frames):
+        n = data.draw(st.integers(0, 4))
+        now = []
+        for _ in range(n):
+            c = data.draw(st.integers(0, len(LABELS) - 1))
+            x, y = data.draw(st.floats(-50, 1900)), data.draw(st.floats(-50, 1040))
+            w, h = data.draw(st.floats(5, 300)), data.draw(st.floats(5, 300))
+            box = np.array([x, y, x + w, y + h])
+            # A flicker is alone: nothing of its class overlaps it anywhere in the window.
+            if any(c == c2 and _iou(box[None], b2[None])[0, 0] > 0 for frame in recent for c2, b2 in frame):
+                continue
+            now.append((c, box))
+        recent = (recent + [now])[-(smoother.window - 1) :]
+        frame = dets([b for _, b in now], [c for c, _ in now])
+        out = smoother.update(frame)
+        assert len(out) == 0
+        assert set(smoother.states.values()) == {"absent"}
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**32 - 1), x0=st.floats(50, 1500), vx=walking, vy=st.floats(-3, 3))
+def test_persistent_object_at_80_percent_recall_is_confirmed_and_kept(seed, x0, vx, vy):
+    rng = np.random.default_rng(seed)
+    frames = 200
+    truth, noisy = walker(rng, frames, x0=x0, vx=vx, vy=vy, noise=2.0)
+    seen = rng.random(frames) < 0.8
+    smoother = TemporalSmoother(LABELS)
+    shown = np.zeros(frames, bool)
+    present = np.zeros(frames, bool)
+    for t in range(frames):
+        out = smoother.update(dets(noisy[t]) if seen[t] else Detections.empty(LABELS))
+        shown[t] = best_iou(truth[t], out) >= 0.3
+        present[t] = smoother.states["dog"] == "present"
+        assert len(out) <= 1
+    first = int(np.argmax(shown))
+    assert shown.any() and first <= 10
+    assert shown[first:].mean() >= 0.95
+    assert present[first:].all()
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**32 - 1), stay=st.integers(15, 60), vx=walking)
+def test_departed_object_is_released_and_absent_within_bound(seed, stay, vx):
+    rng = np.random.default_rng(seed)
+    smoother = TemporalSmoother(LABELS)
+    _, noisy = walker(rng, stay, x0=400, vx=vx)
+    for t in range(stay):
+        smoother.update(dets(noisy[t]))
+    assert smoother.states["dog"] == "present"
+    for gone in range(1, smoother.hold + smoother.absent_after + 1):
+        out = smoother.update(dets([], []))
+        assert (len(out) == 1) == (gone <= smoother.hold)
+    assert smoother.states["dog"] == "absent"
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**32 - 1), vx=walking, vy=st.floats(-3, 3), noise=st.floats(1.5, 5.0))
+def test_jitter_goes_down_without_lag(seed, vx, vy, noise):
+    rng = np.random.default_rng(seed)
+    frames = 150
+    truth, noisy = walker(rng, frames, x0=600, vx=vx, vy=vy, noise=noise)
+    smoother = TemporalSmoother(LABELS)
+    errors = []
+    for t in range(frames):
+        out = smoother.update(dets(noisy[t]))
+        if t >= 10:
+            assert len(out) == 1
+            errors.append(out.xyxy[0].astype(np.float64) - truth[t])
+    errors = np.array(errors)
+    raw = noisy[10:] - truth[10:]
+    assert np.sqrt((errors**2).mean()) < 0.85 * np.sqrt((raw**2).mean())
+    # No lag: the mean error along the motion stays a small fraction of the noise.
+    assert abs(errors[:, [0, 2]].mean()) < 0.5 * noise
+    assert abs(errors[:, [1, 3]].mean()) < 0.5 * noise
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**32 - 1), gap=st.floats(-10.0, 30.0), vx=walking)
+def test_two_objects_side_by_side_stay_two(seed, gap, vx):
+    rng = np.random.default_rng(seed)
+    frames = 150
+    truth_a, noisy_a = walker(rng, frames, x0=300, vx=vx)
+    truth_b, noisy_b = walker(rng, frames, x0=300 + 80 + gap, vx=vx)
+    seen = rng.random((frames, 2)) < 0.8
+    smoother = TemporalSmoother(LABELS)
+    two = []
+    for t in range(frames):
+        boxes = [b for b, s in ((noisy_a[t], seen[t, 0]), (noisy_b[t], seen[t, 1])) if s]
+        out = smoother.update(dets(boxes))
+        assert len(out) <= 2
+        if t >= 10:
+            ious = _iou(out.xyxy.astype(np.float64), np.stack([truth_a[t], truth_b[t]]))
+            # Each shown box belongs to one object; none straddles both.
+            assert (ious.max(axis=1) >= 0.3).all()
+            two.append(len(out) == 2 and set(ious.argmax(axis=1).tolist()) == {0, 1})
+    assert np.mean(two) >= 0.95
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), p=st.floats(0.3, 0.7))
+def test_state_does_not_chatter_on_a_weak_object(seed, p):
+    rng = np.random.default_rng(seed)
+    smoother = TemporalSmoother(LABELS)
+    frames = 300
+    _, noisy = walker(rng, frames, x0=500, noise=2.0)
+    seen = rng.random(frames) < p
+    states = []
+    for t in range(frames):
+        smoother.update(dets(noisy[t]) if seen[t] else Detections.empty(LABELS))
+        states.append(smoother.states["dog"] == "present")
+    states = np.array(states)
+    flips = np.flatnonzero(np.diff(states.astype(int)) != 0) + 1
+    raw_flips = np.count_nonzero(np.diff(seen.astype(int)))
+    assert len(flips) <= raw_flips / 5
+    # Once present, a class stays so for at least absent_after frames: leaving needs that many empty frames.
+    for start, end in zip(flips, flips[1:]):
+        if states[start]:
+            assert end - start >= smoother.absent_after
+
+
+# --- behaviour in detail --------------------------------------------------------------------------
+
+
+def test_confirmed_box_is_held_in_place_then_released():
+    smoother = TemporalSmoother(LABELS, hold=3)
+    for t in range(8):
+        last = smoother.update(dets([100 + 4 * t, 100, 180 + 4 * t, 260]))
+    assert len(last) == 1
+    for _ in range(3):
+        out = smoother.update(Detections.empty(LABELS))
+        np.testing.assert_array_equal(out.xyxy, last.xyxy)
+    assert len(smoother.update(Detections.empty(LABELS))) == 0
+
+
+def test_vote_needs_min_hits_of_window_frames():
+    smoother = TemporalSmoother(LABELS, window=5, min_hits=3)
+    box = [100, 100, 200, 200]
+    assert len(smoother.update(dets(box))) == 0
+    assert len(smoother.update(dets([]))) == 0
+    assert len(smoother.update(dets(box))) == 0
+    assert len(smoother.update(dets([]))) == 0
+    assert len(smoother.update(dets(box))) == 1  # 3 of the last 5
+
+
+def test_classes_do_not_vote_for_each_other():
+    smoother = TemporalSmoother(LABELS)
+    for c in [0, 1, 2, 0, 1, 2]:
+        assert len(smoother.update(dets([100, 100, 200, 200], [c]))) == 0
+
+
+def test_present_after_and_absent_after():
+    smoother = TemporalSmoother(LABELS, window=1, min_hits=1, hold=0, present_after=3, absent_after=2)
+    states = []
+    for seen in [1, 1, 1, 1, 0, 1, 0, 0, 1]:
+        smoother.update(dets([10, 10, 50, 50]) if seen else dets([]))
+        states.append(smoother.states["dog"][0])
+    assert "".join(states) == "aapppppaa"
+
+
+def test_labels_and_output_are_kept_apart_from_inputs():
+    smoother = TemporalSmoother(LABELS, min_hits=1)
+    frame = dets([10, 10, 50, 50])
+    before = frame.xyxy.copy()
+    out = smoother.update(frame)
+    assert out is not frame and out.labels == LABELS
+    np.testing.assert_array_equal(frame.xyxy, before)
+    states = smoother.states
+    states["dog"] = "absent"
+    assert smoother.states["dog"] == "present"
+    assert list(smoother.states) == list(LABELS)
+
+
+def test_empty_input_and_reset():
+    smoother = TemporalSmoother(LABELS)
+    out = smoother.update(Detections.empty(LABELS))
+    assert len(out) == 0 and out.labels == LABELS
+    assert smoother.states == {label: "absent" for label in LABELS}
+    for _ in range(5):
+        smoother.update(dets([10, 10, 50, 50]))
+    assert smoother.states["dog"] == "present"
+    smoother.reset()
+    assert smoother.states["dog"] == "absent"
+    assert len(smoother.update(dets([10, 10, 50, 50]))) == 0
+
+
+def test_nonfinite_and_degenerate_boxes_are_harmless():
+    smoother = TemporalSmoother(LABELS, min_hits=1)
+    out = smoother.update(dets([[np.nan, 0, 10, 10], [5, 5, 5, 5], [0, 0, 10, 10]]))
+    assert np.isfinite(out.xyxy).all() and len(out) == 2
+
+
+def test_max_boxes_caps_what_is_kept():
+    smoother = TemporalSmoother(LABELS, min_hits=1, max_boxes=7)
+    x = np.arange(50, dtype=np.float32) * 20
+    boxes = np.stack([x, x * 0, x + 10, x * 0 + 10], 1)
+    out = smoother.update(dets(boxes, scores=np.linspace(0.1, 0.9, 50)))
+    assert len(out) == 7
+    assert out.scores.min() >= np.linspace(0.1, 0.9, 50)[-7] - 1e-6
+
+
+def test_mismatched_labels_raise():
+    smoother = TemporalSmoother(LABELS)
+    with pytest.raises(ValueError, match="labels must equal"):
+        smoother.update(Detections.empty(("dog",)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"window": 0}, "window must be >= 1, got 0"),
+        ({"window": 2.5}, "window must be an integer >= 1, got 2.5"),
+        ({"window": True}, "window must be an integer >= 1, got True"),
+        ({"min_hits": 0}, "min_hits must be in [1, window=5], got 0"),
+        ({"min_hits": 6}, "min_hits must be in [1, window=5], got 6"),
+        ({"hold": -1}, "hold must be >= 0, got -1"),
+        ({"iou": 0.0}, "iou must be in (0, 1], got 0"),
+        ({"iou": 1.5}, "iou must be in (0, 1], got 1.5"),
+        ({"iou": float("nan")}, "iou must be in (0, 1], got nan"),
+        ({"smoothing": 1.0}, "smoothing must be in [0, 1), got 1"),
+        ({"smoothing": -0.1}, "smoothing must be in [0, 1), got -0.1"),
+        ({"smoothing": "a"}, "smoothing must be a number in [0, 1), got 'a'"),
+        ({"present_after": 0}, "present_after must be >= 1, got 0"),
+        ({"absent_after": 0}, "absent_after must be >= 1, got 0"),
+        ({"max_boxes": 0}, "max_boxes must be >= 1, got 0"),
+        ({"labels": ()}, "labels must name at least 1 class, got 0"),
+        ({"labels": ("dog", "dog")}, "labels must be unique, got 'dog' more than once"),
+        ({"labels": "dog"}, "labels must be a sequence of class names, got the string 'dog'"),
+    ],
+)
+def test_bad_settings_raise(kwargs, message):
+    labels = kwargs.pop("labels", LABELS)
+    with pytest.raises(ValueError) as info:
+        TemporalSmoother(labels, **kwargs)
+    assert str(info.value) == message
+
+
+# --- bounded cost ---------------------------------------------------------------------------------
+
+
+def test_state_and_time_per_frame_stay_flat_over_a_long_stream():
+    """Objects come and go, flickers everywhere: memory stays under its bound and late frames cost as much as early."""
+    rng = np.random.default_rng(0)
+    smoother = TemporalSmoother(LABELS, max_boxes=10)
+    frames, block = 12_000, 2_000
+    bound = len(LABELS) * smoother.max_boxes
+    times = np.empty(frames)
+    for t in range(frames):
+        boxes, cls = [], []
+        for k in range(3):  # three walkers that leave for a while every 500 frames
+            if (t // 500 + k) % 4 and rng.random() < 0.8:
+                x = 100 + 300 * k + 40 * np.sin(t / 50 + k)
+                boxes.append([x, 100, x + 80, 260] + rng.normal(0, 2, 4))
+                cls.append(k % 2)
+        for _ in range(rng.integers(0, 3)):
+            x, y = rng.uniform(0, 1800, 2)
+            boxes.append([x, y, x + 40, y + 40])
+            cls.append(int(rng.integers(0, 3)))
+        frame = dets(boxes, cls)
+        start = time.process_time()
+        smoother.update(frame)
+        times[t] = time.process_time() - start
+        assert len(smoother._evidence) <= smoother.window - 1
+        assert sum(len(e.scores) for e in smoother._evidence) <= (smoother.window - 1) * bound
+        assert len(smoother._cls) <= bound
+    # CPU time, and medians of 100-frame chunks, shrug off other work on a shared machine.
+    chunks = np.median(times.reshape(-1, 100), axis=1)
+    early, late = np.median(chunks[: block // 100]), np.median(chunks[-block // 100 :])
+    assert late < 2.0 * early
