@@ -6,7 +6,11 @@ with the index), so a test can tell frames apart after lossy coding.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
@@ -94,3 +98,48 @@ def read_video_pts(path: str | Path) -> list[float]:
 def stream_kinds(path: str | Path) -> list[str]:
     with av.open(str(path)) as container:
         return [s.type for s in container.streams]
+
+
+class ClipServer:
+    """Serves one clip over HTTP on 127.0.0.1; the first request is cut off halfway."""
+
+    def __init__(self, data: bytes, cut_first: bool = True) -> None:
+        self.requests = 0
+        server_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server_self.requests += 1
+                cut = cut_first and server_self.requests == 1
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp2t")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                body = data[: len(data) // 2] if cut else data
+                try:
+                    for start in range(0, len(body), 8192):
+                        self.wfile.write(body[start : start + 8192])
+                        time.sleep(0.01)
+                    if cut:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ClipServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"

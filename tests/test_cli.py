@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -145,3 +146,59 @@ def test_ctrl_c_leaves_playable_video_and_complete_jsonl(tmp_path, tiny_checkpoi
         decoded = sum(1 for _ in container.decode(video=0))
     assert decoded == len(records)
     assert "Traceback" not in err
+
+
+FORMATS = {
+    "mp4/h264": ("in.mp4", {}),
+    "mkv/h264": ("in.mkv", {}),
+    "avi/mjpeg": ("in.avi", {"codec": "mjpeg"}),
+    "variable frame rate": ("vfr.mkv", {"pts": [0, 40, 80, 200, 210, 300, 400, 401, 450, 600], "time_base": Fraction(1, 1000)}),
+}
+
+
+@pytest.mark.parametrize("case", list(FORMATS), ids=list(FORMATS))
+def test_process_keeps_every_frame_and_its_timestamp(case, tmp_path, tiny_checkpoint, capsys):
+    name, kwargs = FORMATS[case]
+    clip = make_clip(tmp_path / name, frames=10, **kwargs)
+    out = tmp_path / "out.mp4"
+    code, _, err = run_cli(["process", clip, "--prompt", "dog", "--model", tiny_checkpoint, "-o", out], capsys)
+    assert code == 0, err
+    assert read_video_pts(out) == pytest.approx(read_video_pts(clip), abs=1e-9)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (160, 120) and stream.codec_context.name == "h264"
+
+
+def test_process_image_folder(tmp_path, tiny_checkpoint, capsys):
+    import cv2
+
+    from clips import pattern
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i in (1, 2, 10):
+        cv2.imwrite(str(folder / f"img{i}.png"), pattern(i)[..., ::-1])
+    jsonl = tmp_path / "shots.jsonl"
+    code, _, err = run_cli(["process", folder, "--prompt", "dog", "--model", tiny_checkpoint, "-o", tmp_path / "shots.mp4", "--jsonl", jsonl], capsys)
+    assert code == 0, err
+    assert [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()] == [0, 1, 2]
+    assert len(read_video_pts(tmp_path / "shots.mp4")) == 3
+
+
+def test_watch_headless_on_a_network_stream(tmp_path, tiny_checkpoint, capsys):
+    from clips import ClipServer
+
+    data = make_clip(tmp_path / "cam.mkv", frames=20).read_bytes()
+    jsonl = tmp_path / "live.jsonl"
+    with ClipServer(data, cut_first=False) as server:
+        code, _, err = run_cli(
+            ["watch", server.url("/cam.mkv"), "--prompt", "dog,tractor", "--model", tiny_checkpoint, "--headless",
+             "--buffer", "64", "-o", tmp_path / "live.mp4", "--jsonl", jsonl],
+            capsys,
+        )
+    assert code == 0, err
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(20))
+    assert all(set(r["states"]) == {"dog", "tractor"} for r in records)
+    assert len(read_video_pts(tmp_path / "live.mp4")) == 20
+    assert "done: 20 frames" in err

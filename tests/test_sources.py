@@ -7,12 +7,11 @@ import threading
 import time
 import weakref
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import make_clip, pattern, read_video_pts
+from clips import ClipServer, make_clip, pattern, read_video_pts
 
 from streamsink.errors import SourceError, SourceNotFoundError, StreamsinkError
 from streamsink.sources import LatestFrames, LiveSource, _redact, _url_name, open_source
@@ -132,57 +131,12 @@ def test_image_glob(tmp_path):
 # ---------------------------------------------------------------- network
 
 
-class _ClipServer:
-    """Serves one clip over HTTP on 127.0.0.1; the first request is cut off halfway."""
-
-    def __init__(self, data: bytes, cut_first: bool = True) -> None:
-        self.requests = 0
-        server_self = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server_self.requests += 1
-                cut = cut_first and server_self.requests == 1
-                self.send_response(200)
-                self.send_header("Content-Type", "video/mp2t")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                body = data[: len(data) // 2] if cut else data
-                try:
-                    for start in range(0, len(body), 8192):
-                        self.wfile.write(body[start : start + 8192])
-                        time.sleep(0.01)
-                    if cut:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                self.close_connection = True
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> _ClipServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-
 def test_network_stream_reconnects_with_monotonic_pts(tmp_path, monkeypatch):
     import streamsink.sources as sources
 
     monkeypatch.setattr(sources, "RECONNECT_DELAY", 0.05)
     data = make_clip(tmp_path / "live.ts", frames=40, width=64, height=48).read_bytes()
-    with _ClipServer(data) as server:
+    with ClipServer(data) as server:
         source = open_source(server.url("/cam/live.ts"), timeout=2, retries=3)
         assert source.is_live and source.name == "127.0.0.1_cam_live" and source.path is None
         assert (source.width, source.height) == (64, 48)
@@ -206,7 +160,7 @@ def test_network_stream_reconnects_with_monotonic_pts(tmp_path, monkeypatch):
 
 def test_network_stream_with_duration_ends(tmp_path):
     data = make_clip(tmp_path / "vod.mkv", frames=20, width=64, height=48).read_bytes()
-    with _ClipServer(data, cut_first=False) as server:
+    with ClipServer(data, cut_first=False) as server:
         with open_source(server.url("/vod.mkv"), buffer=64, timeout=2, retries=1) as source:
             frames = list(source)
     assert len(frames) == 20 and source.reconnects == 0

@@ -1,0 +1,117 @@
+"""Every recipe in pipelines/ runs on the sample footage, through the public API only."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from clips import read_video_pts
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "clips" / "shapes_short.mp4"
+
+
+def recipe(name: str):
+    spec = importlib.util.spec_from_file_location(f"pipelines_{name}", ROOT / "pipelines" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipes_use_only_the_public_api():
+    import streamsink
+
+    for path in (ROOT / "pipelines").glob("*.py"):
+        text = path.read_text()
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import streamsink", "from streamsink")):
+                assert stripped == "import streamsink", f"{path.name}: {stripped}"
+        for used in {w.split("(")[0].split(")")[0] for w in text.split("streamsink.")[1:]}:
+            name = used.split()[0].strip(".,:[]")
+            if name and name.isidentifier():
+                assert name in streamsink.__all__, f"{path.name} uses streamsink.{name}, not public"
+
+
+def test_footage_review(tmp_path, tiny_checkpoint, capsys):
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    shutil.copy(SAMPLE, folder / "a.mp4")
+    shutil.copy(SAMPLE, folder / "b.mp4")
+    (folder / "notes.txt").write_text("not a video")
+    out = tmp_path / "review"
+    code = recipe("footage_review").main([str(folder), "--prompt", "triangle,ring,dog", "--model", str(tiny_checkpoint), "-o", str(out)])
+    assert code == 0
+    assert "presence.csv" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(out / "presence.csv")))
+    for stem in ("a", "b"):
+        records = [json.loads(line) for line in (out / f"{stem}.jsonl").read_text().splitlines()]
+        assert len(records) == len(read_video_pts(folder / f"{stem}.mp4"))
+        for label in ("triangle", "ring", "dog"):
+            present = sum(r["states"][label] == "present" for r in records)
+            in_csv = sum(int(row["frames"]) for row in rows if row["file"] == f"{stem}.mp4" and row["class"] == label)
+            assert in_csv == present, (stem, label)
+    for row in rows:
+        assert float(row["start_s"]) <= float(row["end_s"])
+
+
+def test_footage_review_empty_folder_is_a_clear_error(tmp_path, tiny_checkpoint, capsys):
+    code = recipe("footage_review").main([str(tmp_path), "--prompt", "dog", "--model", str(tiny_checkpoint)])
+    assert code == 2
+    assert "no videos" in capsys.readouterr().err
+
+
+class FakeResult:
+    def __init__(self, index: int, states: dict[str, str]) -> None:
+        self.index, self.pts, self.states = index, index / 25, states
+
+
+def test_state_changes_reports_each_transition_once():
+    states = ["absent", "absent", "present", "present", "absent"]
+    results = [FakeResult(i, {"dog": s, "cat": "absent"}) for i, s in enumerate(states)]
+    events = list(recipe("live_alerts").state_changes(results, "cam"))
+    assert [(e["class"], e["state"], e["frame"]) for e in events] == [("dog", "present", 2), ("dog", "absent", 4)]
+
+
+@pytest.fixture()
+def collector():
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/events", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_live_alerts_prints_and_posts_the_same_events(tiny_checkpoint, collector, capsys):
+    url, received = collector
+    code = recipe("live_alerts").main([str(SAMPLE), "--prompt", "triangle,ring", "--model", str(tiny_checkpoint), "--post", url])
+    assert code == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed == received
+    for event in printed:
+        assert event["class"] in ("triangle", "ring") and event["state"] in ("present", "absent")
+
+
+def test_my_own_loop(tmp_path, tiny_checkpoint):
+    out = tmp_path / "mine.mp4"
+    written = recipe("my_own_loop").annotate(str(SAMPLE), "triangle,ring", str(tiny_checkpoint), str(out), batch_size=4)
+    assert written == len(read_video_pts(SAMPLE)) == 75
+    assert read_video_pts(out) == pytest.approx(read_video_pts(SAMPLE))
