@@ -77,6 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--sinks", type=int, default=16, help="sinks in the right-hand panel (default 16)")
     explain.add_argument("--sink-init", choices=("mean", "random", "brackets"), default="mean")
     explain.add_argument("-o", "--output", default="attention.png", help="PNG to write (default attention.png)")
+
+    from streamsink.evaluate import DEFAULT_METHODS
+
+    evaluate = commands.add_parser("eval", help="abstention benchmark: false positives on images without the prompted class")
+    evaluate.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"hub id or local checkpoint directory (default {DEFAULT_MODEL})")
+    evaluate.add_argument("--dataset", default="shapes", help="'shapes' (the built-in world) or a COCO-format annotation file")
+    evaluate.add_argument("--images-dir", help="COCO: folder of the images (default: beside the annotation file)")
+    evaluate.add_argument("--limit", type=int, help="COCO: evaluate the first N images only")
+    evaluate.add_argument("--seed", type=int, default=1, help="shapes: seed of the draw; any unused seed is a fresh held-out set (default 1)")
+    evaluate.add_argument("--images", type=int, default=100, help="shapes: independent images (default 100)")
+    evaluate.add_argument("--clips", type=int, default=2, help="shapes: clips for the smoother rows, 0 for none (default 2)")
+    evaluate.add_argument("--clip-frames", type=int, default=50, help="shapes: frames per clip (default 50)")
+    evaluate.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
+    evaluate.add_argument("--threshold", type=float, default=0.3, help="operating threshold for the clip rows (default 0.3)")
+    evaluate.add_argument("--min-score", type=float, default=0.01, help="lowest score kept for the curves (default 0.01)")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", help="write the figures here as JSON")
+    evaluate.add_argument("--plot", help="write AP50 against FPR_bg, one curve per method, as PNG")
     return parser
 
 
@@ -444,4 +463,38 @@ def _first_image(spec: str):
     raise UsageError(f"{spec} has no frames")
 
 
-COMMANDS = {"process": cmd_process, "watch": cmd_watch, "explain": cmd_explain}
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from streamsink.engine import check_settings
+    from streamsink.evaluate import coco_dataset, evaluate, parse_methods, plot, shapes_dataset, table
+
+    methods = parse_methods(args.methods)
+    check_settings(threshold=args.threshold, batch_size=args.batch_size)
+    if not 0.0 <= args.min_score <= args.threshold:
+        raise UsageError(f"--min-score must be in [0, --threshold={args.threshold}], got {args.min_score}")
+    console = _stderr_console()
+    if args.dataset == "shapes":
+        dataset = shapes_dataset(args.seed, images=args.images, clips=args.clips, clip_frames=args.clip_frames)
+    else:
+        dataset = coco_dataset(args.dataset, args.images_dir, limit=args.limit)
+    args.sinks, args.sink_init = 0, "mean"
+    detector = _load_detector(args, console)
+    with console.status("evaluating ...") as status:
+        result = evaluate(
+            detector, dataset, methods, threshold=args.threshold, min_score=args.min_score, batch_size=args.batch_size,
+            progress=lambda name: status.update(f"evaluating {name} on {dataset.name} ..."),
+        )
+    from rich.console import Console
+
+    Console(highlight=False, width=max(Console().width, 110)).print(table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        console.print(f"wrote {args.json}")
+    if args.plot:
+        console.print(f"wrote {plot(result, args.plot)}")
+    return EXIT_OK
+
+
+COMMANDS = {"process": cmd_process, "watch": cmd_watch, "explain": cmd_explain, "eval": cmd_eval}
