@@ -38,7 +38,7 @@ def test_evaluate_reports_every_method_and_clip_row(tiny_checkpoint, tmp_path):
     from streamsink.detector import SinkDetector
 
     detector = SinkDetector.from_pretrained(tiny_checkpoint, sinks=0)
-    dataset = shapes_dataset(5, images=2, clips=1, clip_frames=3)
+    dataset = shapes_dataset(5, images=1, clips=1, clip_frames=2)
     methods = parse_methods("stock,sinks-mean-4,decoy-object")
     result = evaluate(detector, dataset, methods, threshold=0.3, min_score=0.05)
     names = ["stock", "stock (clips)", "stock + smoother (clips)", "sinks-mean-4", "sinks-mean-4 (clips)",
