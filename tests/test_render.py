@@ -194,3 +194,16 @@ def test_bad_input_raises(call, message):
     with pytest.raises(ValueError) as info:
         call(Renderer())
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("hershey", [False, True])
+@pytest.mark.parametrize("text", ["dog: present", "tractor: not here", "24.7 fps · 3 dropped · 85 ms"])
+def test_measured_text_width_covers_what_is_drawn(hershey, text):
+    """The strip lays items out by measured width; measuring narrower than drawing makes them overlap."""
+    import cv2
+
+    font = _Font(cv2, hershey=hershey)
+    canvas = np.zeros((80, 800, 3), np.uint8)
+    font.put(canvas, text, 10, 50, 24, (255, 255, 255))
+    drawn = np.nonzero(canvas.any(axis=(0, 2)))[0]
+    assert drawn.max() - 10 <= font.width(text, 24) + 1
