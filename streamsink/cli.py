@@ -175,12 +175,16 @@ def _check_common(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _load_detector(args: argparse.Namespace, console, sinks: int | None = None):
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as transformers_logging
 
     from streamsink.detector import SinkDetector
 
+    # The user sees one status line and, on failure, one error line; not download
+    # progress bars or the hub client's retry chatter.
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
+    hub_logging.set_verbosity_error()
     with console.status(f"loading {args.model} ..."):
         return SinkDetector.from_pretrained(
             args.model, sinks=args.sinks if sinks is None else sinks, sink_init=args.sink_init, device=args.device
