@@ -49,7 +49,7 @@ def test_tokenizer_keeps_the_ids_grounding_dino_hard_codes(loaded):
 def test_fusion_carries_weight(loaded):
     """The sink experiments need early fusion: layer-scale far above transformers' 1e-4 init."""
     for layer in loaded[0].model.encoder.layers:
-        assert float(layer.fusion_layer.vision_param.abs().mean()) > 0.05
+        assert float(layer.fusion_layer.vision_param.detach().abs().mean()) > 0.05
 
 
 @pytest.mark.parametrize(("kind", "seed"), [("circle", 1), ("square", 2), ("star", 3), ("cross", 4)])

@@ -1,0 +1,409 @@
+"""Train the small demo detector (Grounding DINO) from scratch on the shapes world.
+
+`make demo` needs a detector that really finds shapes and really stays quiet on
+absent ones, offline and without downloaded weights. This script builds a small
+GroundingDinoForObjectDetection (ResNet basic-block backbone, 2-layer BERT on a
+1100-id vocabulary), trains it on generated shapes images for a fixed wall-clock
+budget on a CPU, and saves it with its processor:
+
+    python samples/train_demo_model.py --out samples/models/shapes-gdino --minutes 55
+    python samples/train_demo_model.py --out samples/models/shapes-gdino --eval-only
+
+Prompts are built the way grounding data is: the classes present in the image
+plus a random, non-empty subset of the absent ones, in shuffled order. Images with
+none of the prompted classes present are rare in training (`--empty`), while in
+use (one class prompted at a time) they are the common case; that gap is what
+attention sinks are meant to close. The fusion layers' layer-scale is started at
+`--fusion-scale` instead of transformers' 1e-4 so that the text really shapes the
+image features (an early-fusion model), which the sink experiments need.
+
+Data, initialisation and prompt sampling are seeded; the learning-rate schedule
+follows wall-clock progress through the budget, so the number of steps (and the
+exact weights) depends on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import shapes  # noqa: E402
+
+TRAIN_SEED = 1000
+EVAL_SEED = 777_001
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def build_config():
+    """The demo model's shape: small enough for ~1 img/s-per-core training and a < 25 MB checkpoint."""
+    from transformers import BertConfig, GroundingDinoConfig, ResNetConfig
+
+    backbone = ResNetConfig(
+        num_channels=3,
+        embedding_size=32,
+        hidden_sizes=[32, 64, 128, 192],
+        depths=[1, 1, 2, 1],
+        layer_type="basic",
+        out_features=["stage2", "stage3", "stage4"],
+    )
+    text = BertConfig(
+        vocab_size=1100,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=256,
+    )
+    return GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        d_model=64,
+        encoder_layers=3,
+        decoder_layers=3,
+        encoder_ffn_dim=256,
+        decoder_ffn_dim=256,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        num_queries=30,
+        num_feature_levels=4,
+        encoder_n_points=4,
+        decoder_n_points=4,
+        auxiliary_loss=True,
+        fusion_droppath=0.0,
+    )
+
+
+def build_processor(image_size: int):
+    from transformers import BertTokenizerFast, GroundingDinoImageProcessorPil, GroundingDinoProcessor
+
+    from streamsink.testing.checkpoints import tiny_vocab
+
+    tokenizer = BertTokenizerFast(vocab=tiny_vocab(), do_lower_case=True, model_max_length=256)
+    image_processor = GroundingDinoImageProcessorPil(
+        size={"shortest_edge": image_size, "longest_edge": image_size * 1333 // 800}
+    )
+    return GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def fusion_params(model) -> list[dict[str, float]]:
+    """Mean |layer-scale| of each encoder layer's fusion (vision side, text side)."""
+    return [
+        {
+            "vision_param": float(layer.fusion_layer.vision_param.abs().mean()),
+            "text_param": float(layer.fusion_layer.text_param.abs().mean()),
+        }
+        for layer in model.model.encoder.layers
+    ]
+
+
+def make_prompt(labels: set[str], rng: np.random.Generator, absent_p: float, single_p: float) -> list[str]:
+    """Present classes plus a non-empty random subset of absent ones, shuffled (grounding-style).
+
+    With chance `single_p` the prompt is one present class alone, like the one-class prompts used in
+    evaluation; such prompts never name an absent class, so they never teach abstention by themselves.
+    """
+    if labels and rng.random() < single_p:
+        return [sorted(labels)[rng.integers(len(labels))]]
+    absent = [c for c in shapes.CLASSES if c not in labels]
+    chosen = [c for c in absent if rng.random() < absent_p]
+    if not chosen and absent:
+        chosen = [absent[rng.integers(len(absent))]]
+    phrases = sorted(labels) + chosen
+    rng.shuffle(phrases)
+    return phrases
+
+
+def make_batch(tokenizer, index: int, batch: int, width: int, height: int, args, rng: np.random.Generator):
+    """One training batch: pixel tensors, tokenised prompts and loss labels (phrase indices, cxcywh boxes)."""
+    images, prompts, labels = [], [], []
+    for k in range(batch):
+        image, annotations = shapes.make_image(
+            np.random.default_rng([TRAIN_SEED, index + k]),
+            width=width,
+            height=height,
+            empty_probability=args.empty,
+        )
+        phrases = make_prompt({a["label"] for a in annotations}, rng, args.absent_p, args.single_p)
+        position = {p: i for i, p in enumerate(phrases)}
+        annotations = [a for a in annotations if a["label"] in position]
+        boxes = np.array([a["box"] for a in annotations], np.float32).reshape(-1, 4)
+        cxcywh = np.stack(
+            [(boxes[:, 0] + boxes[:, 2]) / 2 / width, (boxes[:, 1] + boxes[:, 3]) / 2 / height,
+             (boxes[:, 2] - boxes[:, 0]) / width, (boxes[:, 3] - boxes[:, 1]) / height], 1
+        )
+        images.append((image.astype(np.float32) / 255.0 - MEAN) / STD)
+        prompts.append(" . ".join(phrases) + " .")
+        labels.append({
+            "class_labels": torch.tensor([position[a["label"]] for a in annotations], dtype=torch.long),
+            "boxes": torch.from_numpy(cxcywh),
+        })
+    pixel_values = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    text = tokenizer(prompts, padding="longest", return_tensors="pt")
+    return pixel_values, text, labels
+
+
+def lr_factor(progress: float, step: int, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 5% over the wall-clock budget."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def plot_curve(csv_path: Path, png_path: Path) -> None:
+    """Loss curve (raw and smoothed, log scale) drawn with cv2 so no plotting library is needed."""
+    rows = list(csv.DictReader(csv_path.open()))
+    if len(rows) < 2:
+        return
+    steps = np.array([float(r["step"]) for r in rows])
+    loss = np.log10(np.array([float(r["loss"]) for r in rows]))
+    k = max(1, len(loss) // 40)
+    smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+    w, h, m = 800, 400, 50
+    img = np.full((h, w, 3), 255, np.uint8)
+    lo, hi = float(loss.min()), float(loss.max())
+
+    def xy(s: np.ndarray, v: np.ndarray) -> np.ndarray:
+        x = m + (s - steps[0]) / max(steps[-1] - steps[0], 1) * (w - 2 * m)
+        y = h - m - (v - lo) / max(hi - lo, 1e-6) * (h - 2 * m)
+        return np.stack([x, y], 1).astype(np.int32)
+
+    cv2.rectangle(img, (m, m), (w - m, h - m), (0, 0, 0), 1)
+    cv2.polylines(img, [xy(steps, loss)], False, (200, 200, 200), 1, cv2.LINE_AA)
+    cv2.polylines(img, [xy(steps[k - 1 :], smooth)], False, (40, 40, 200), 2, cv2.LINE_AA)
+    for frac in (0.0, 0.5, 1.0):
+        v = lo + frac * (hi - lo)
+        cv2.putText(img, f"{10 ** v:.2f}", (2, int(h - m - frac * (h - 2 * m)) + 4),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, f"training loss (log scale) vs step, 0..{int(steps[-1])}", (m, m - 15),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(png_path), img)
+
+
+def save(model, processor, out: Path) -> None:
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+
+
+def train(args) -> None:
+    from transformers import GroundingDinoForObjectDetection
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    height = args.image_size
+    width = round(height * 4 / 3)
+
+    processor = build_processor(args.image_size)
+    model = GroundingDinoForObjectDetection(build_config())
+    with torch.no_grad():
+        for layer in model.model.encoder.layers:
+            layer.fusion_layer.vision_param.fill_(args.fusion_scale)
+            layer.fusion_layer.text_param.fill_(args.fusion_scale)
+        # BERT's 0.02 init makes the class words near-identical after LayerNorm (cosine 0.99 after
+        # 55 min of training): the detector then cannot tell which class is prompted.
+        model.model.text_backbone.embeddings.word_embeddings.weight.normal_(0.0, args.word_std)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"parameters: {n_params / 1e6:.2f}M, images {width}x{height}, batch {args.batch}", flush=True)
+
+    no_decay = [p for n, p in model.named_parameters() if p.ndim == 1 or "param" in n]
+    decay = [p for n, p in model.named_parameters() if not (p.ndim == 1 or "param" in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
+    )
+    log_path = out / "training_log.csv"
+    fields = ["step", "images", "elapsed_s", "lr", "loss", "loss_ce", "loss_bbox", "loss_giou"]
+    budget = args.minutes * 60
+    start = last_save = time.time()
+    step = 0
+    with log_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        while (elapsed := time.time() - start) < budget and (args.steps is None or step < args.steps):
+            factor = lr_factor(elapsed / budget, step, args.warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * factor
+            pixel_values, text, labels = make_batch(
+                processor.tokenizer, step * args.batch, args.batch, width, height, args, rng
+            )
+            outputs = model(
+                pixel_values=pixel_values,
+                input_ids=text["input_ids"],
+                token_type_ids=text["token_type_ids"],
+                attention_mask=text["attention_mask"],
+                labels=labels,
+            )
+            loss = outputs.loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            optimizer.step()
+            ld = outputs.loss_dict
+            writer.writerow({
+                "step": step, "images": (step + 1) * args.batch, "elapsed_s": round(time.time() - start, 1),
+                "lr": f"{args.lr * factor:.3g}", "loss": f"{loss.item():.4f}",
+                "loss_ce": f"{float(ld['loss_ce']):.4f}", "loss_bbox": f"{float(ld['loss_bbox']):.4f}",
+                "loss_giou": f"{float(ld['loss_giou']):.4f}",
+            })
+            if step % 20 == 0:
+                f.flush()
+                fp = fusion_params(model)
+                print(f"step {step} t={time.time() - start:.0f}s loss {loss.item():.3f} "
+                      f"ce {float(ld['loss_ce']):.3f} l1 {float(ld['loss_bbox']):.3f} "
+                      f"giou {float(ld['loss_giou']):.3f} lr {args.lr * factor:.2e} "
+                      f"fusion_v {[round(p['vision_param'], 3) for p in fp]}", flush=True)
+            if time.time() - last_save > args.save_every * 60:
+                save(model, processor, out)
+                last_save = time.time()
+            step += 1
+    model.eval()
+    save(model, processor, out)
+    plot_curve(log_path, out / "loss_curve.png")
+    print(f"done: {step} steps, {step * args.batch} images in {time.time() - start:.0f}s", flush=True)
+
+
+def load(path: str | Path):
+    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+
+    model = AutoModelForZeroShotObjectDetection.from_pretrained(path).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    return model, processor
+
+
+@torch.no_grad()
+def detect(model, processor, image: np.ndarray, classes: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each class prompted on its own ("circle ."), stock forward; per-query score = mean sigmoid over the phrase tokens."""
+    height, width = image.shape[:2]
+    inputs = processor(images=[image] * len(classes), text=[f"{c} ." for c in classes],
+                       return_tensors="pt", padding="longest")
+    outputs = model(**inputs)
+    results = []
+    ids = inputs["input_ids"]
+    for i in range(len(classes)):
+        phrase = ~torch.isin(ids[i], torch.tensor([0, 101, 102, 1012, 1029]))
+        probs = outputs.logits[i][:, : ids.shape[1]][:, phrase].sigmoid().mean(-1)
+        cx, cy, w, h = outputs.pred_boxes[i].unbind(-1)
+        boxes = torch.stack([(cx - w / 2) * width, (cy - h / 2) * height,
+                             (cx + w / 2) * width, (cy + h / 2) * height], -1)
+        results.append((boxes.numpy(), probs.numpy()))
+    return results
+
+
+@torch.no_grad()
+def fusion_share(model, processor, images: list[np.ndarray]) -> dict[str, float]:
+    """How much the text moves the image features: per-layer fusion vs deformable update norms, and
+    the relative change of the encoder's image output when the prompt changes (circle vs square)."""
+    deltas: dict[str, list[float]] = {"fusion": [], "deformable": []}
+    hooks = []
+    for layer in model.model.encoder.layers:
+        def on_fusion(mod, args_, kwargs, out):
+            deltas["fusion"].append(float((out[0][0] - kwargs["vision_features"]).norm()))
+
+        def on_deform(mod, args_, kwargs, out):
+            deltas["deformable"].append(float((out[0] - kwargs["hidden_states"]).norm()))
+
+        hooks.append(layer.fusion_layer.register_forward_hook(on_fusion, with_kwargs=True))
+        hooks.append(layer.deformable_layer.register_forward_hook(on_deform, with_kwargs=True))
+    changes = []
+    try:
+        for image in images:
+            memory = []
+            for prompt in ("circle .", "square ."):
+                inputs = processor(images=image, text=prompt, return_tensors="pt")
+                out = model.model(**inputs)
+                memory.append(out.encoder_last_hidden_state_vision)
+            changes.append(float((memory[0] - memory[1]).norm() / memory[0].norm()))
+    finally:
+        for h in hooks:
+            h.remove()
+    f, d = np.array(deltas["fusion"]), np.array(deltas["deformable"])
+    return {
+        "fusion_share_of_update": float((f / (f + d)).mean()),
+        "image_memory_change_circle_vs_square": float(np.mean(changes)),
+    }
+
+
+def evaluate(path: str | Path, n_images: int, seed: int, threshold: float) -> dict:
+    """AbstentionReport on `n_images` fresh 320x240 shapes images (seed unused in training), no sinks."""
+    from streamsink.metrics import AbstentionReport, pairs_from
+
+    model, processor = load(path)
+    records = []
+    images = []
+    for i, (image, annotations) in enumerate(shapes.dataset(seed, n_images)):
+        images.append(image)
+        for label, (boxes, scores) in zip(shapes.CLASSES, detect(model, processor, image, list(shapes.CLASSES))):
+            truth = np.array([a["box"] for a in annotations if a["label"] == label], np.float64).reshape(-1, 4)
+            records.append((str(i), label, boxes, scores, truth))
+    report = AbstentionReport(pairs_from(records))
+    summary = {k: float(v) for k, v in report.summary().items()}
+    summary[f"fpr_bg@{threshold}"] = float(report.fpr_bg(threshold))
+    neg = [r for r in records if len(r[4]) == 0]
+    summary[f"neg_pairs_with_detection@{threshold}"] = float(np.mean([(r[3] >= threshold).any() for r in neg]))
+    pos_hits = []
+    for r in records:
+        if len(r[4]):
+            from streamsink.metrics import box_iou
+
+            keep = r[3] >= threshold
+            iou = box_iou(r[4], r[2][keep]) if keep.any() else np.zeros((len(r[4]), 0))
+            pos_hits += list((iou >= 0.5).any(1)) if iou.shape[1] else [False] * len(r[4])
+    summary[f"recall@{threshold}"] = float(np.mean(pos_hits))
+    summary["eval_seed"] = seed
+    summary["eval_images"] = n_images
+    summary["fusion_layer_scale"] = fusion_params(model)
+    summary.update(fusion_share(model, processor, images[:8]))
+    summary["size_mb"] = round(sum(p.stat().st_size for p in Path(path).glob("*.safetensors")) / 1e6, 2)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="samples/models/shapes-gdino")
+    parser.add_argument("--minutes", type=float, default=55.0)
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many steps (probes)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--clip", type=float, default=0.5)
+    parser.add_argument("--empty", type=float, default=0.05, help="fraction of training images with no class shape")
+    parser.add_argument("--absent-p", type=float, default=0.5, help="chance each absent class joins the prompt")
+    parser.add_argument("--single-p", type=float, default=0.1, help="chance of a one-present-class prompt")
+    parser.add_argument("--word-std", type=float, default=1.0, help="init std of the text word embeddings")
+    parser.add_argument("--fusion-scale", type=float, default=0.5)
+    parser.add_argument("--save-every", type=float, default=10.0, help="minutes between checkpoints")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-only", action="store_true")
+    parser.add_argument("--eval-images", type=int, default=200)
+    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED)
+    args = parser.parse_args()
+    if not args.eval_only:
+        train(args)
+    torch.set_num_threads(args.threads)
+    summary = evaluate(args.out, args.eval_images, args.eval_seed, 0.3)
+    (Path(args.out) / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
