@@ -1,36 +1,50 @@
 """The engine: frames in, detections and per-class states out, stages overlapped.
 
-Three stages run at once, joined by bounded queues so memory stays flat and a
-slow stage holds the others back instead of piling up frames:
+Stages run at once, each in its own thread, joined by bounded queues so
+memory stays flat and a slow stage holds the others back (back-pressure)
+instead of piling up frames:
 
-    source (decodes ahead in its own thread) -> detect (batches, forward pass,
-    smoothing; this module's worker thread) -> the caller (render, encode, ...)
+    source (decodes ahead in its own thread)
+      -> batch + prepare (group frames, resize/normalise, copy to the device)
+      -> infer (forward pass and scoring; on CUDA only queued, by event)
+      -> finish (wait, boxes to numpy, smoothing, optional drawing)
+      -> the caller (encode, JSONL, window ...)
 
-torch and PyAV both release the GIL in their heavy work, so the forward pass
-of one batch overlaps the decoding of the next and the caller's encoding of the
-previous one. Files keep every frame in order; live sources drop oldest frames
-in the source, never here, and are sent one frame at a time so a batch never
-waits for frames that have not been captured yet.
+torch, OpenCV and PyAV release the GIL in their heavy work, so decoding,
+preprocessing of the next batch, the forward pass and encoding of the last
+one overlap. Files keep every frame, in order. Live sources drop their oldest
+frames in the source (never here; `Frame.dropped` reports it) and are batched
+dynamically: a batch leaves when full or when its first frame has waited
+`max_latency` seconds. Every stage is a plain function of the stage before,
+so the results are the same as running them one after another.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from streamsink.detector.prompt import parse_classes
+from streamsink.smoother import ABSENT, PRESENT
 from streamsink.types import Detections, Frame
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "iSEE-Laboratory/llmdet_tiny"
 
-ABSENT = "absent"
-PRESENT = "present"
+
+# Latency budget of a live batch: it leaves when full or when its first frame is this old.
+# 0 takes only the frames already waiting: a detector that keeps up answers each frame
+# alone, a busy one gets the frames that piled up meanwhile (benchmarks/RESULTS.md, 4).
+DEFAULT_MAX_LATENCY = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +54,14 @@ class Result:
     raw: the detector's output for this frame.
     detections: what should be shown: smoothed, or `raw` when smoothing is off.
     states: every prompted class mapped to "present" or "absent".
+    image: the frame as drawn by the engine's `render`, when it was given one.
     """
 
     frame: Frame
     raw: Detections
     detections: Detections
     states: dict[str, str]
+    image: np.ndarray | None = None
 
     @property
     def index(self) -> int:
@@ -56,12 +72,14 @@ class Result:
         return self.frame.pts
 
 
-def check_settings(*, threshold: float, batch_size: int) -> None:
+def check_settings(*, threshold: float, batch_size: int, max_latency: float = DEFAULT_MAX_LATENCY) -> None:
     """Reject settings that would fail late, after a model has been loaded."""
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if not max_latency >= 0.0:
+        raise ValueError(f"max latency must be >= 0 seconds, got {max_latency}")
 
 
 def raw_states(detections: Detections) -> dict[str, str]:
@@ -71,6 +89,7 @@ def raw_states(detections: Detections) -> dict[str, str]:
 
 
 def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    """Consecutive batches of `size` frames (the last may be shorter); every frame, in order."""
     batch: list[Frame] = []
     for frame in frames:
         batch.append(frame)
@@ -81,7 +100,149 @@ def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         yield batch
 
 
+# A detector with more parameters than this runs its forward pass on every core: its
+# compute dwarfs decoding and encoding (Swin-T Grounding DINO on 2 cores: 2x slower with
+# one core left free), while a small one gains from leaving them a core (x1.77 vs x1.58).
+HEAVY_PARAMETERS = 20_000_000
+
+
+def default_threads(cpus: int | None = None, *, heavy: bool = False) -> int:
+    """torch's intra-op threads for a CPU run.
+
+    A small model leaves one core to decoding, drawing and encoding, which
+    keep about a core busy; a forward pass that also wants that core makes
+    every stage wait on the others. A heavy model takes every core.
+    """
+    cpus = cpus or os.cpu_count() or 1
+    return cpus if heavy else max(1, cpus - 1)
+
+
+class _Stopped(Exception):
+    """The run was stopped; the stage ends quietly."""
+
+
+class _Failure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 _DONE = object()
+
+
+class _Channel:
+    """A bounded queue between two stages that gives up waiting once the run stops."""
+
+    def __init__(self, size: int, stop: threading.Event) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self._stop = stop
+
+    def put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next item; raises queue.Empty after `timeout`, _Stopped once the run stops."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop.is_set():
+            wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if wait <= 0:
+                return self._queue.get_nowait()
+            try:
+                return self._queue.get(timeout=wait)
+            except queue.Empty:
+                continue
+        raise _Stopped
+
+    def __iter__(self) -> Iterator[Any]:
+        """Items until the stage before is done; its error is raised here."""
+        while True:
+            item = self.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+
+
+def live_batches(frames: _Channel, size: int, max_latency: float) -> Iterator[list[Frame]]:
+    """Batches of live frames: one leaves when full or when its first frame is `max_latency` s old.
+
+    Frames already waiting are taken at once, so a busy detector gets
+    bigger batches and an idle one answers every frame by itself.
+    """
+    for first in frames:
+        batch = [first]
+        born = first.captured_at or time.monotonic()
+        while len(batch) < size:
+            try:
+                item = frames.get(timeout=max(0.0, born + max_latency - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is _DONE:
+                yield batch
+                return
+            if isinstance(item, _Failure):
+                yield batch
+                raise item.error
+            batch.append(item)
+        yield batch
+
+
+class DetectStages:
+    """A `SinkDetector` and one prompt, split into the engine's stages.
+
+    prepare: frames to pixels on the device; infer: forward pass and scoring;
+    finish: boxes to numpy. Calling the object runs the three in a row, which
+    is what the pipelined engine must equal.
+    """
+
+    def __init__(self, detector: Any, classes: tuple[str, ...], threshold: float) -> None:
+        self.detector = detector
+        self.classes = classes
+        self.threshold = threshold
+        self._staged = all(hasattr(detector, name) for name in ("prepare", "infer", "finish"))
+
+    @property
+    def device(self) -> Any:
+        return getattr(self.detector, "device", None)
+
+    @property
+    def heavy(self) -> bool:
+        """Whether the model is big enough to want every CPU core (see HEAVY_PARAMETERS)."""
+        model = getattr(self.detector, "model", None)
+        parameters = getattr(model, "parameters", None)
+        return parameters is not None and sum(p.numel() for p in parameters()) > HEAVY_PARAMETERS
+
+    def prepare(self, batch: list[Frame]) -> Any:
+        images = [frame.image for frame in batch]
+        return self.detector.prepare(images) if self._staged else images
+
+    def infer(self, prepared: Any) -> Any:
+        if self._staged:
+            return self.detector.infer(prepared, self.classes, threshold=self.threshold)
+        return self.detector.detect(prepared, self.classes, threshold=self.threshold)
+
+    def finish(self, pending: Any) -> list[Detections]:
+        return self.detector.finish(pending) if self._staged else pending
+
+    def __call__(self, batch: list[Frame]) -> list[Detections]:
+        return self.finish(self.infer(self.prepare(batch)))
+
+
+def make_detect(detector: Any, classes: tuple[str, ...], threshold: float) -> DetectStages:
+    """Adapt a `SinkDetector` (arrays in) to the engine's batches of `Frame`s, stage by stage."""
+    return DetectStages(detector, classes, threshold)
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def iterate(
@@ -91,63 +252,129 @@ def iterate(
     batch_size: int = 4,
     smoother: Any | None = None,
     queue_size: int = 4,
+    live: bool | None = None,
+    max_latency: float = DEFAULT_MAX_LATENCY,
+    render: Callable[[Result], np.ndarray] | None = None,
+    threads: int | None = None,
+    in_flight: int = 2,
 ) -> Iterator[Result]:
-    """Run `detect` on batches of `frames` in a worker thread and yield one `Result` per frame, in order.
+    """Run `detect` on batches of `frames` in pipelined stages and yield one `Result` per frame, in order.
 
-    `detect` maps a batch of frames to one `Detections` per frame. `smoother`
-    is anything with `update(Detections) -> Detections` and `states`. Stopping
-    the iteration early (break, `close()`, an exception in the caller) stops the
-    worker and closes `frames` if it can be closed.
+    detect: maps a batch of frames to one `Detections` per frame; when it
+        also has `prepare`, `infer` and `finish` (see `DetectStages`) these
+        run in separate stages, `in_flight` batches deep between infer and finish.
+    smoother: anything with `update(Detections) -> Detections` and `states`.
+    live: batch dynamically (full or `max_latency` s old); default: `frames.is_live`.
+    render: `render(result) -> image`, run in the finish stage so drawing
+        overlaps the caller's encoding; its image is `Result.image`.
+    threads: torch's intra-op threads while a CPU detector runs (None: leave
+        the cores of decoding and encoding free, see `default_threads`; 0:
+        leave torch's setting alone). Restored when the run ends.
+
+    Stopping the iteration early (break, `close()`, an exception in the
+    caller) stops every stage and closes `frames` if it can be closed.
     """
-    results: queue.Queue = queue.Queue(maxsize=queue_size)
+    check_settings(threshold=0.0, batch_size=batch_size, max_latency=max_latency)
+    if live is None:
+        live = bool(getattr(frames, "is_live", False))
+    staged = all(hasattr(detect, name) for name in ("prepare", "infer", "finish"))
+    prepare = detect.prepare if staged else _identity
+    infer = detect.infer if staged else detect
+    finish = detect.finish if staged else _identity
+
     stop = threading.Event()
+    incoming = _Channel(batch_size, stop)
+    prepared = _Channel(1 if live else 2, stop)
+    pending = _Channel(in_flight, stop)
+    results = _Channel(queue_size, stop)
 
-    def put(item) -> bool:
-        while not stop.is_set():
+    def stage(name: str, body: Callable[[], None], out: _Channel) -> threading.Thread:
+        def work() -> None:
             try:
-                results.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+                body()
+            except _Stopped:
+                return
+            except BaseException as error:  # handed downstream, raised in the caller's thread
+                out.put(_Failure(error))
+            out.put(_DONE)
 
-    def work() -> None:
-        try:
-            for batch in batches(frames, batch_size):
-                if stop.is_set():
+        return threading.Thread(target=work, name=f"streamsink-{name}", daemon=True)
+
+    def feed() -> None:
+        for frame in frames:
+            if not incoming.put(frame):
+                return
+
+    def batch_and_prepare() -> None:
+        groups = live_batches(incoming, batch_size, max_latency) if live else batches(frames, batch_size)
+        for batch in groups:
+            if stop.is_set() or not prepared.put((batch, prepare(batch))):
+                return
+
+    def run_infer() -> None:
+        for batch, item in prepared:
+            if not pending.put((batch, infer(item))):
+                return
+
+    def finish_and_smooth() -> None:
+        for batch, item in pending:
+            found = finish(item)
+            if len(found) != len(batch):
+                raise RuntimeError(f"detector returned {len(found)} results for {len(batch)} frames")
+            for frame, raw in zip(batch, found):
+                if smoother is not None:
+                    shown = smoother.update(raw)
+                    states = dict(smoother.states)
+                else:
+                    shown, states = raw, raw_states(raw)
+                result = Result(frame, raw, shown, states)
+                if render is not None:
+                    result = Result(frame, raw, shown, states, render(result))
+                if not results.put(result):
                     return
-                found = detect(batch)
-                if len(found) != len(batch):
-                    raise RuntimeError(f"detector returned {len(found)} results for {len(batch)} frames")
-                for frame, raw in zip(batch, found):
-                    if smoother is not None:
-                        shown = smoother.update(raw)
-                        states = dict(smoother.states)
-                    else:
-                        shown, states = raw, raw_states(raw)
-                    if not put(Result(frame, raw, shown, states)):
-                        return
-        except BaseException as error:  # handed to the caller's thread, raised there
-            put(error)
-        finally:
-            put(_DONE)
 
-    worker = threading.Thread(target=work, name="streamsink-detect", daemon=True)
-    worker.start()
+    workers = [
+        stage("batch", batch_and_prepare, prepared),
+        stage("infer", run_infer, pending),
+        stage("finish", finish_and_smooth, results),
+    ]
+    if live:
+        workers.insert(0, stage("feed", feed, incoming))
+    previous_threads = _set_threads(detect, threads)
     try:
-        while True:
-            item = results.get()
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        for worker in workers:
+            worker.start()
+        yield from results
     finally:
         stop.set()
-        worker.join(timeout=30)
         close = getattr(frames, "close", None)
+        if live and close is not None and not hasattr(frames, "gi_frame"):
+            close()  # wakes a reader blocked on a live source; sources close from any thread
+        for worker in workers:
+            worker.join(timeout=30)
         if close is not None:
             close()
+        if previous_threads is not None:
+            import torch
+
+            torch.set_num_threads(previous_threads)
+
+
+def _set_threads(detect: Any, threads: int | None) -> int | None:
+    """Set torch's thread count for a CPU detector; returns the setting to restore, or None."""
+    device = getattr(detect, "device", None)
+    if threads == 0 or device is None or getattr(device, "type", str(device)) != "cpu":
+        return None
+    if threads is not None and threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    import torch
+
+    previous = torch.get_num_threads()
+    wanted = threads or default_threads(heavy=bool(getattr(detect, "heavy", False)))
+    if wanted != previous:
+        torch.set_num_threads(wanted)
+        logger.debug("torch threads %d -> %d for this run", previous, wanted)
+    return previous
 
 
 def run(
@@ -163,21 +390,27 @@ def run(
     smooth: bool = True,
     smoother_options: dict[str, Any] | None = None,
     detector: Any | None = None,
+    max_latency: float = DEFAULT_MAX_LATENCY,
+    threads: int | None = None,
 ) -> Iterator[Result]:
     """Detect `prompt`'s classes in every frame of `source`, lazily, one `Result` per frame.
 
     `source` is anything `open_source` reads: a file, "camera0", a URL, a folder
     or glob. Pass an already loaded `detector` (a `SinkDetector`) to share one
     model across runs; otherwise `model` is loaded with `sinks` and `sink_init`.
+    Live sources are batched up to `batch_size` frames, waiting at most
+    `max_latency` seconds for a batch to fill; `threads` is `iterate`'s.
     Settings and the prompt are checked now; the source and the model are
     opened when iteration starts and released when it ends or stops early.
     """
     classes = parse_classes(prompt)
-    check_settings(threshold=threshold, batch_size=batch_size)
-    return _run(source, classes, model, sinks, sink_init, device, threshold, batch_size, smooth, smoother_options or {}, detector)
+    check_settings(threshold=threshold, batch_size=batch_size, max_latency=max_latency)
+    return _run(source, classes, model, sinks, sink_init, device, threshold, batch_size, smooth,
+                smoother_options or {}, detector, max_latency, threads)
 
 
-def _run(source, classes, model, sinks, sink_init, device, threshold, batch_size, smooth, smoother_options, detector):
+def _run(source, classes, model, sinks, sink_init, device, threshold, batch_size, smooth, smoother_options,
+         detector, max_latency, threads):
     from streamsink.sources import open_source
 
     with open_source(source) as frames:
@@ -193,15 +426,8 @@ def _run(source, classes, model, sinks, sink_init, device, threshold, batch_size
         yield from iterate(
             frames,
             make_detect(detector, classes, threshold),
-            batch_size=1 if frames.is_live else batch_size,
+            batch_size=batch_size,
             smoother=smoother,
+            max_latency=max_latency,
+            threads=threads,
         )
-
-
-def make_detect(detector: Any, classes: tuple[str, ...], threshold: float) -> Callable[[list[Frame]], list[Detections]]:
-    """Adapt `SinkDetector.detect` (arrays in) to the engine's batches of `Frame`s."""
-
-    def detect(batch: list[Frame]) -> list[Detections]:
-        return detector.detect([frame.image for frame in batch], classes, threshold=threshold)
-
-    return detect

@@ -14,6 +14,7 @@ modules (see `forward_with_text`).
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -211,7 +212,7 @@ def forward_with_text(
     source_flatten = torch.cat(source_flatten, 1)
     mask_flatten = torch.cat(mask_flatten, 1)
     lvl_pos_embed_flatten = torch.cat(lvl_pos_embed_flatten, 1)
-    spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=source_flatten.device)
+    spatial_shapes = _spatial_shapes(spatial_shapes_list, source_flatten.device)
     level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
     valid_ratios = torch.stack([core.get_valid_ratio(m, dtype=source_flatten.dtype) for m in masks], 1)
 
@@ -239,9 +240,10 @@ def forward_with_text(
         object_query_embedding, output_proposals = core.generate_encoder_output_proposals(
             vision_memory, ~mask_flatten, spatial_shapes_list
         )
-        enc_outputs_class = core.encoder_output_class_embed(object_query_embedding, text_memory, text_token_mask)
+        best_logit = _best_encoder_logit(core.encoder_output_class_embed, object_query_embedding, text_memory,
+                                         text_token_mask)
         enc_outputs_coord_logits = core.encoder_output_bbox_embed(object_query_embedding) + output_proposals
-        topk_proposals = torch.topk(enc_outputs_class.max(-1)[0], config.num_queries, dim=1)[1]
+        topk_proposals = torch.topk(best_logit, config.num_queries, dim=1)[1]
         topk_coords_logits = torch.gather(enc_outputs_coord_logits, 1, topk_proposals.unsqueeze(-1).repeat(1, 1, 4))
         reference_points = topk_coords_logits.detach().sigmoid()
         if query_embeds is not None:
@@ -290,6 +292,45 @@ def forward_with_text(
     return RawOutput(logits, coord_logits.sigmoid(), fusion, spatial_shapes_list)
 
 
+_SHAPES_CACHE: dict[tuple[tuple[tuple[int, int], ...], torch.device], torch.Tensor] = {}
+
+
+def _spatial_shapes(shapes: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
+    """The (levels, 2) shapes tensor, made once per frame size and device.
+
+    The stock forward builds it from a Python list every call: a blocking
+    host-to-device copy on CUDA, and an operation a CUDA graph cannot capture.
+    """
+    key = (tuple(shapes), device)
+    cached = _SHAPES_CACHE.get(key)
+    if cached is None:
+        cached = _SHAPES_CACHE[key] = torch.as_tensor(shapes, dtype=torch.long, device=device)
+    return cached
+
+
+def _best_encoder_logit(head, vision: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """`head(vision, text, text_mask).max(-1)[0]` without the head's (B, tokens, max_text_len) padding.
+
+    The stock two-stage selection pads every image token's logits with -inf
+    to 256 text columns and only reads their maximum, which the padding never
+    is: the same numbers from the real columns alone, at a fraction of the
+    memory traffic. Heads of unknown classes run as they are.
+    """
+    kind = type(head).__name__
+    if kind == "GroundingDinoContrastiveEmbedding":
+        logits = (vision @ text.transpose(-1, -2)).masked_fill(~text_mask[:, None, :], float("-inf"))
+    elif kind == "MMGroundingDinoContrastiveEmbedding":
+        logits = vision @ text.transpose(-1, -2)
+        logits = logits / math.sqrt(vision.shape[-1])
+        logits = logits + head.bias
+        logits.masked_fill_(~text_mask[:, None, :], float("-inf"))
+    else:
+        return head(vision, text, text_mask).max(-1)[0]
+    if logits.dtype != torch.float32:
+        logits = logits.float()  # the stock head's padding is float32, so its max is too
+    return logits.max(-1)[0]
+
+
 def target_size(height: int, width: int, shortest_edge: int, longest_edge: int) -> tuple[int, int]:
     """The (height, width) the checkpoint's processor resizes a frame to (shortest/longest edge rule)."""
     from transformers.image_transforms import get_size_with_aspect_ratio
@@ -315,6 +356,8 @@ class SinkDetector:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype | None = None,
         image_size: int | None = None,
+        compile: bool = False,
+        cuda_graphs: bool = False,
     ) -> None:
         if not isinstance(sinks, int) or sinks < 0:
             raise ValueError(f"sinks must be an int >= 0, got {sinks!r}")
@@ -347,6 +390,10 @@ class SinkDetector:
         self._sink_vectors = sink_embeddings(word_embeddings, sinks, sink_init, tokenize=self._tokenize)
         self._text_cache: OrderedDict[tuple[str, ...], TextEncoding] = OrderedDict()
         self.text_encodings = 0
+        self._runner = _Runner(self.model, self.device, compile=compile, cuda_graphs=cuda_graphs)
+        self._host = _PinnedRing() if self.device.type == "cuda" else None
+        self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._compute_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     @classmethod
     def from_pretrained(
@@ -358,17 +405,22 @@ class SinkDetector:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype | None = None,
         image_size: int | None = None,
+        compile: bool = False,
+        cuda_graphs: bool = False,
     ) -> SinkDetector:
         """Load a Grounding DINO / MM-Grounding-DINO / LLMDet checkpoint (hub id or local dir).
 
         sinks=0 runs the stock model; image_size is the shortest edge frames
         are resized to (default: the processor's, 800 for released checkpoints).
+        compile runs the forward pass through torch.compile; cuda_graphs
+        replays it as a CUDA graph per batch and image shape (CUDA only).
+        Either falls back to the plain forward, with a warning, where it fails.
         """
         if sink_init not in SINK_INITS:
             raise ValueError(f"sink_init must be one of {', '.join(SINK_INITS)}, got {sink_init!r}")
         model, processor = load_checkpoint(model_id_or_dir)
         return cls(model, processor, sinks=sinks, sink_init=sink_init, device=device, dtype=dtype,
-                   image_size=image_size)
+                   image_size=image_size, compile=compile, cuda_graphs=cuda_graphs)
 
     def with_sinks(self, sinks: int, sink_init: str | None = None) -> SinkDetector:
         """A detector sharing this one's model (no copy, no reload) with another sink setting."""
@@ -439,22 +491,38 @@ class SinkDetector:
         height, width = frames[0].shape[:2]
         if any(frame.shape[:2] != (height, width) for frame in frames):
             raise ValueError("frames in one batch must share one size; group them by size")
-        batch = torch.from_numpy(np.stack(frames))
-        if self.device.type == "cuda":
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
-        pixels = batch.permute(0, 3, 1, 2).float()
+        return self._normalise(self._upload(frames))
+
+    def _upload(self, frames: list[np.ndarray]) -> torch.Tensor:
+        """(B, H, W, 3) uint8 on the device; on CUDA through a reused pinned buffer, asynchronously."""
+        if self._host is None:
+            return torch.from_numpy(np.stack(frames))
+        return self._host.upload(frames, self.device)
+
+    def _normalise(self, batch: torch.Tensor) -> torch.Tensor:
+        height, width = batch.shape[1:3]
         new_height, new_width = target_size(height, width, self.shortest_edge, self.longest_edge)
-        if (new_height, new_width) != (height, width):
-            # PIL resamples one axis, rounds to uint8, then the other, starting with the
-            # axis that gives the smaller intermediate image; doing the same keeps
-            # about 99% of values identical to the processor's.
-            if new_width * height <= width * new_height:
-                sizes = ((height, new_width), (new_height, new_width))
-            else:
-                sizes = ((new_height, width), (new_height, new_width))
-            for size in sizes:
-                pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=True)
-                pixels = pixels.round_().clamp_(0, 255)
+        # PIL resamples one axis, rounds to uint8, then the other, starting with the
+        # axis that gives the smaller intermediate image; doing the same keeps
+        # about 99% of values identical to the processor's.
+        if new_width * height <= width * new_height:
+            sizes = ((height, new_width), (new_height, new_width))
+        else:
+            sizes = ((new_height, width), (new_height, new_width))
+        if batch.device.type == "cpu":
+            # On CPU torch resizes uint8 channels-last frames in integer arithmetic, as
+            # PIL does: several times faster than float passes, and as close or closer.
+            pixels = batch.permute(0, 3, 1, 2)
+            if (new_height, new_width) != (height, width):
+                for size in sizes:
+                    pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=True)
+            pixels = pixels.float()
+        else:
+            pixels = batch.permute(0, 3, 1, 2).float()
+            if (new_height, new_width) != (height, width):
+                for size in sizes:
+                    pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=True)
+                    pixels = pixels.round_().clamp_(0, 255)
         pixels = (pixels * self.rescale_factor - self._mean) / self._std
         return pixels.to(self.dtype).contiguous()
 
@@ -481,22 +549,78 @@ class SinkDetector:
         """
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        frames = list(frames)
-        text = self.encode_prompt(prompt)
-        classes = text.layout.classes
-        results: list[Detections | None] = [None] * len(frames)
+        return self.finish(self.infer(self.prepare(frames), prompt, threshold=threshold))
+
+    # The three steps of `detect`, for an engine that runs them in separate threads:
+    # prepare (pixels to the device) -> infer (forward pass and scoring, queued on
+    # the device) -> finish (wait, boxes and scores to numpy). Run in that order
+    # they are `detect`, operation for operation.
+
+    @torch.inference_mode()
+    def prepare(self, frames: Sequence[np.ndarray]) -> PreparedBatch:
+        """Check, group by size, upload and normalise a batch of frames.
+
+        On CUDA the copy and the resize run on their own stream, so they
+        overlap the forward pass of the batch before; `ready` marks their end.
+        """
+        frames = [_check_frame(frame, i) for i, frame in enumerate(frames)]
+        if not frames:
+            raise ValueError("frames is empty")
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, frame in enumerate(frames):
-            groups.setdefault(tuple(_check_frame(frame, i).shape), []).append(i)
-        for (height, width, _), indices in groups.items():
-            pixel_values = self.preprocess([frames[i] for i in indices])
-            raw = forward_with_text(self.model, pixel_values, text)
-            for i, detections in zip(indices, self._postprocess(raw, text, height, width, threshold, classes)):
+            groups.setdefault(frame.shape, []).append(i)
+        prepared = []
+        stream = self._copy_stream
+        with torch.cuda.stream(stream) if stream is not None else _no_context():
+            for (height, width, _), indices in groups.items():
+                pixels = self._normalise(self._upload([frames[i] for i in indices]))
+                prepared.append((indices, pixels, height, width))
+            ready = _record_event(stream)
+        return PreparedBatch(prepared, len(frames), ready)
+
+    @torch.inference_mode()
+    def infer(self, batch: PreparedBatch, prompt: str | Sequence[str], *, threshold: float = 0.3) -> PendingBatch:
+        """Forward pass and per-phrase scoring of a prepared batch.
+
+        On CUDA this only queues work on the compute stream (after the
+        batch's copy, by event) and starts the copy of the final boxes and
+        scores to the host; `finish` waits for it.
+        """
+        text = self.encode_prompt(prompt)
+        classes = text.layout.classes
+        stream = self._compute_stream
+        if stream is not None and batch.ready is not None:
+            stream.wait_event(batch.ready)
+        scored = []
+        with torch.cuda.stream(stream) if stream is not None else _no_context():
+            for indices, pixels, height, width in batch.groups:
+                if stream is not None:
+                    pixels.record_stream(stream)
+                raw = self._runner(pixels, text)
+                tensors = self._score(raw, text, height, width, threshold, classes)
+                if stream is not None:
+                    tensors = tuple(t.to("cpu", non_blocking=True) for t in tensors)
+                scored.append((indices, tensors))
+            done = _record_event(stream)
+        return PendingBatch(scored, batch.count, classes, done)
+
+    def finish(self, pending: PendingBatch) -> list[Detections]:
+        """One Detections per frame of the batch, in its order (waits for the device by event)."""
+        if pending.done is not None:
+            pending.done.synchronize()
+        results: list[Detections | None] = [None] * pending.count
+        for indices, tensors in pending.groups:
+            for i, detections in zip(indices, _to_detections(tensors, pending.classes)):
                 results[i] = detections
         return results
 
     def _postprocess(self, raw: RawOutput, text: TextEncoding, height: int, width: int, threshold: float,
                      classes: tuple[str, ...]) -> list[Detections]:
+        return _to_detections(self._score(raw, text, height, width, threshold, classes), classes)
+
+    def _score(self, raw: RawOutput, text: TextEncoding, height: int, width: int, threshold: float,
+               classes: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+        """(keep, scores, best class, xyxy in pixels) per query, on the device."""
         length = text.layout.num_tokens
         probs = raw.logits[..., :length].float().sigmoid()
         phrase_scores = probs @ text.phrase_map.T
@@ -507,16 +631,142 @@ class SinkDetector:
         xyxy = xyxy * torch.tensor([width, height, width, height], device=xyxy.device, dtype=xyxy.dtype)
         xyxy[..., 0::2] = xyxy[..., 0::2].clamp(0, width)
         xyxy[..., 1::2] = xyxy[..., 1::2].clamp(0, height)
-        keep, scores, best, xyxy = (t.cpu().numpy() for t in (keep, scores, best, xyxy))
-        out = []
-        for k, s, b, box in zip(keep, scores, best, xyxy):
-            order = np.argsort(-s[k], kind="stable")
-            out.append(Detections(box[k][order], s[k][order], b[k][order].astype(np.int64), classes))
-        return out
+        return keep, scores, best, xyxy
 
     def __repr__(self) -> str:
         return (f"SinkDetector({type(self.model).__name__}, sinks={self.sinks}, sink_init={self.sink_init!r}, "
                 f"device={self.device}, dtype={self.dtype})")
+
+
+def _to_detections(tensors: tuple[torch.Tensor, ...], classes: tuple[str, ...]) -> list[Detections]:
+    keep, scores, best, xyxy = (t.numpy(force=True) for t in tensors)
+    out = []
+    for k, s, b, box in zip(keep, scores, best, xyxy):
+        order = np.argsort(-s[k], kind="stable")
+        out.append(Detections(box[k][order], s[k][order], b[k][order].astype(np.int64), classes))
+    return out
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Frames of one batch on the device, grouped by size: (indices, (b, 3, h, w) pixels, height, width)."""
+
+    groups: list[tuple[list[int], torch.Tensor, int, int]]
+    count: int
+    ready: torch.cuda.Event | None = None
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A batch whose scores are computed or being computed: (indices, (keep, scores, best, xyxy)) per group."""
+
+    groups: list[tuple[list[int], tuple[torch.Tensor, ...]]]
+    count: int
+    classes: tuple[str, ...]
+    done: torch.cuda.Event | None = None
+
+
+class _no_context:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _record_event(stream: torch.cuda.Stream | None) -> torch.cuda.Event | None:
+    if stream is None:
+        return None
+    event = torch.cuda.Event()
+    event.record(stream)
+    return event
+
+
+class _PinnedRing:
+    """Preallocated pinned host buffers for uploads, reused round-robin.
+
+    A buffer is refilled only once the copy that last read it has finished
+    (its event), so several batches can be in flight without a device-wide sync.
+    """
+
+    def __init__(self, slots: int = 4) -> None:
+        self.slots = slots
+        self._buffers: dict[tuple[int, ...], list[list]] = {}
+        self._turn: dict[tuple[int, ...], int] = {}
+
+    def upload(self, frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
+        shape = (len(frames), *frames[0].shape)
+        ring = self._buffers.setdefault(shape, [])
+        turn = self._turn.get(shape, 0)
+        self._turn[shape] = (turn + 1) % self.slots
+        if len(ring) <= turn:
+            ring.append([torch.empty(shape, dtype=torch.uint8, pin_memory=True), None])
+        slot = ring[turn]
+        if slot[1] is not None:
+            slot[1].synchronize()
+        host = slot[0]
+        np.stack(frames, out=host.numpy())
+        batch = host.to(device, non_blocking=True)
+        slot[1] = torch.cuda.Event()
+        slot[1].record()
+        return batch
+
+
+class _Runner:
+    """`forward_with_text`, optionally compiled or replayed as CUDA graphs, falling back to eager.
+
+    CUDA graphs are captured per (batch, height, width, prompt): a graph
+    replays fixed buffers, so the pixels are copied into its input and its
+    outputs are overwritten by the next replay (on the same stream, after
+    this batch's scores were computed from them).
+    """
+
+    def __init__(self, model, device: torch.device, *, compile: bool, cuda_graphs: bool) -> None:
+        self.model = model
+        self.compiled = None
+        self.graphs: dict[tuple, tuple] | None = {} if cuda_graphs and device.type == "cuda" else None
+        if cuda_graphs and device.type != "cuda":
+            logger.warning("cuda_graphs needs a CUDA device; running without")
+        if compile:
+            try:
+                self.compiled = torch.compile(forward_with_text, dynamic=False)
+            except Exception as error:  # e.g. no compiler toolchain
+                logger.warning("torch.compile unavailable (%s); running eagerly", _first_line(error))
+
+    def __call__(self, pixels: torch.Tensor, text: TextEncoding) -> RawOutput:
+        if self.graphs is not None:
+            try:
+                return self._replay(pixels, text)
+            except Exception as error:
+                logger.warning("CUDA graph capture failed (%s); running without", _first_line(error))
+                self.graphs = None
+        if self.compiled is not None:
+            try:
+                return self.compiled(self.model, pixels, text)
+            except Exception as error:
+                logger.warning("compiled forward failed (%s); running eagerly", _first_line(error))
+                self.compiled = None
+        return forward_with_text(self.model, pixels, text)
+
+    def _replay(self, pixels: torch.Tensor, text: TextEncoding) -> RawOutput:
+        key = (*pixels.shape, pixels.dtype, id(text.features))
+        entry = self.graphs.get(key)
+        if entry is None:
+            static = pixels.clone()
+            side = torch.cuda.Stream(pixels.device)
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):  # warm-up: lazy initialisations must not happen inside the capture
+                    forward_with_text(self.model, static, text)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                output = forward_with_text(self.model, static, text)
+            entry = self.graphs[key] = (graph, static, output, text)
+        graph, static, output, _ = entry
+        static.copy_(pixels)
+        graph.replay()
+        return output
 
 
 def _check_frame(frame, index: int) -> np.ndarray:
