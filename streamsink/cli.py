@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--sink-init", choices=("mean", "random", "brackets"), default="mean", help="how sink embeddings are set (default mean)")
         sub.add_argument("--no-smooth", action="store_true", help="show raw per-frame detections, no temporal smoothing")
         sub.add_argument("--raw", action="store_true", help="add the raw detections to each JSONL line as 'raw'")
+        sub.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="auto: fp16 on CUDA, fp32 on CPU")
+        sub.add_argument("--threads", type=int, help="CPU: torch threads for the forward pass (default: leave decode/encode a core; 0 = torch's own)")
+        sub.add_argument("--compile", action="store_true", help="run the forward pass through torch.compile (falls back if it fails)")
+        sub.add_argument("--cuda-graphs", action="store_true", help="CUDA: capture the forward pass as a CUDA graph at the fixed batch and size")
 
     process = commands.add_parser("process", help="annotate recorded footage: video file, image folder or glob")
     process.add_argument("input", help="video file, folder of images, or glob")
@@ -68,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--headless", action="store_true", help="no window even if a display exists")
     watch.add_argument("--buffer", type=int, default=2, help="live frames buffered before the oldest is dropped (default 2)")
     watch.add_argument("--retries", type=int, default=5, help="network streams: reconnect attempts in a row before giving up (default 5)")
+    watch.add_argument("--max-latency", type=float, default=0.0, metavar="MS", help="wait up to MS for a batch of live frames to fill (default 0: take what is waiting)")
 
     explain = commands.add_parser("explain", help="picture of where the first fusion layer's attention goes, without and with sinks")
     explain.add_argument("image", help="an image file, or a video file (its first frame is used)")
@@ -168,10 +173,17 @@ def _check_common(args: argparse.Namespace) -> tuple[str, ...]:
     from streamsink.engine import check_settings
 
     classes = parse_classes(args.prompt)
-    check_settings(threshold=args.threshold, batch_size=args.batch_size)
+    check_settings(threshold=args.threshold, batch_size=args.batch_size, max_latency=_max_latency(args))
     if args.sinks < 0:
         raise UsageError(f"--sinks must be >= 0, got {args.sinks}")
+    if args.threads is not None and args.threads < 0:
+        raise UsageError(f"--threads must be >= 0, got {args.threads}")
     return classes
+
+
+def _max_latency(args: argparse.Namespace) -> float:
+    """`--max-latency` is in milliseconds on the command line, seconds in the engine."""
+    return getattr(args, "max_latency", 0.0) / 1000.0
 
 
 def _load_detector(args: argparse.Namespace, console, sinks: int | None = None):
@@ -187,7 +199,13 @@ def _load_detector(args: argparse.Namespace, console, sinks: int | None = None):
     hub_logging.set_verbosity_error()
     with console.status(f"loading {args.model} ..."):
         return SinkDetector.from_pretrained(
-            args.model, sinks=args.sinks if sinks is None else sinks, sink_init=args.sink_init, device=args.device
+            args.model,
+            sinks=args.sinks if sinks is None else sinks,
+            sink_init=args.sink_init,
+            device=args.device,
+            dtype=None if getattr(args, "dtype", "auto") == "auto" else args.dtype,
+            compile=getattr(args, "compile", False),
+            cuda_graphs=getattr(args, "cuda_graphs", False),
         )
 
 
@@ -261,7 +279,6 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
     renderer = Renderer()
     smoother = None if args.no_smooth else TemporalSmoother(classes)
     detect = make_detect(detector, classes, args.threshold)
-    batch_size = 1 if source.is_live else args.batch_size
     fps_meter = RateMeter()
     with ExitStack() as stack, StopFlag() as stop:
         video = None
@@ -299,14 +316,25 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
         status = None
         if live and window is None:
             status = stack.enter_context(LiveStatus(console))
-        results = iterate(source, detect, batch_size=batch_size, smoother=smoother)
+        # Recorded footage is drawn in the engine's finish stage, overlapping encoding here;
+        # live frames are drawn here, where their fps and latency are known.
+        draw_in_engine = not live and video is not None
+        results = iterate(
+            source,
+            detect,
+            batch_size=args.batch_size,
+            smoother=smoother,
+            max_latency=_max_latency(args),
+            threads=args.threads,
+            render=(lambda r: renderer.draw(r.frame.image, r.detections, r.states)) if draw_in_engine else None,
+        )
         stack.callback(results.close)
         for result in results:
             summary.add(result)
             fps = fps_meter.tick()
             latency_ms = (time.monotonic() - result.frame.captured_at) * 1000 if live and result.frame.captured_at else None
             if video is not None or window is not None:
-                image = renderer.draw(
+                image = result.image if result.image is not None else renderer.draw(
                     result.frame.image,
                     result.detections,
                     result.states,
