@@ -178,6 +178,9 @@ def _check_common(args: argparse.Namespace) -> tuple[str, ...]:
         raise UsageError(f"--sinks must be >= 0, got {args.sinks}")
     if args.threads is not None and args.threads < 0:
         raise UsageError(f"--threads must be >= 0, got {args.threads}")
+    from streamsink.detector.model import resolve_device
+
+    resolve_device(args.device)
     return classes
 
 
@@ -230,10 +233,20 @@ def cmd_process(args: argparse.Namespace) -> int:
         if source.is_live:
             raise UsageError(f"{args.input} is a live source; use 'streamsink watch {args.input}'")
         video_path, jsonl_path = default_outputs(source.name, args.output, args.jsonl)
+        _refuse_overwriting_input(source.path, video_path, jsonl_path)
         detector = _load_detector(args, console)
         summary = _annotate(args, source, detector, classes, video_path, jsonl_path, console)
     _print_summary(console, summary)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _refuse_overwriting_input(source_path: Path | None, *outputs) -> None:
+    """Writing an output over the input would destroy it while it is still being read."""
+    if source_path is None:
+        return
+    for output in outputs:
+        if output is not None and str(output) != "-" and Path(output).resolve() == Path(source_path).resolve():
+            raise UsageError(f"output {output} is the input file; choose another path with -o / --jsonl")
 
 
 class Summary:
@@ -246,14 +259,17 @@ class Summary:
         self.first_pts: float | None = None
         self.last_pts: float | None = None
         self.dropped = 0
+        self.dropped_at_start = 0
         self.interrupted = False
         self.outputs: list[str] = []
 
     def add(self, result) -> None:
         self.frames += 1
-        self.dropped = result.frame.dropped
         if self.first_pts is None:
+            # Live frames dropped while the model loaded are not the detector falling behind.
+            self.dropped_at_start = result.frame.dropped
             self.first_pts = result.pts
+        self.dropped = result.frame.dropped - self.dropped_at_start
         self.last_pts = result.pts
         for label, state in result.states.items():
             if state == "present":
@@ -280,6 +296,7 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
     smoother = None if args.no_smooth else TemporalSmoother(classes)
     detect = make_detect(detector, classes, args.threshold)
     fps_meter = RateMeter()
+    quit_requested = False
     with ExitStack() as stack, StopFlag() as stop:
         video = None
         if video_path is not None:
@@ -345,14 +362,14 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
                 if video is not None:
                     video.write(result.frame, image)
                 if window is not None and not window.show(image):
-                    stop.requested = True
+                    quit_requested = True
             if jsonl is not None:
                 jsonl.write(frame_record(result.frame, result.detections, result.states, raw=result.raw if args.raw else None))
             if progress is not None:
                 progress.update(task, advance=1, fps=fps)
             if status is not None:
                 status.update(result, fps, latency_ms, source)
-            if stop.requested or (status is not None and status.quit_requested):
+            if stop.requested or quit_requested or (status is not None and status.quit_requested):
                 summary.interrupted = stop.requested
                 break
     return summary

@@ -202,3 +202,18 @@ def test_watch_headless_on_a_network_stream(tmp_path, tiny_checkpoint, capsys):
     assert all(set(r["states"]) == {"dog", "tractor"} for r in records)
     assert len(read_video_pts(tmp_path / "live.mp4")) == 20
     assert "done: 20 frames" in err
+
+
+def test_process_refuses_to_overwrite_its_input(tmp_path, tiny_checkpoint, capsys):
+    clip = make_clip(tmp_path / "clip.mp4", frames=4)
+    before = clip.read_bytes()
+    code, _, err = run_cli(["process", clip, "--prompt", "dog", "--model", tiny_checkpoint, "-o", clip], capsys)
+    assert code == 2 and "is the input file" in err
+    assert clip.read_bytes() == before
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:99" if __import__("torch").cuda.is_available() else "cuda"])
+def test_bad_device_is_a_usage_error_before_loading(device, sample_clip, tmp_path, capsys):
+    code, _, err = run_cli(["process", sample_clip, "--prompt", "dog", "--device", device, "--model", tmp_path / "never-loaded"], capsys)
+    assert code == 2 and "device" in err and "never-loaded" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -80,9 +80,25 @@ class RawOutput:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" picks CUDA when present; anything unusable here is a one-line ValueError, before loading."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here; use cpu or auto")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA device(s)")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {str(device)!r} asked for, but MPS is not available here; use cpu or auto")
+    elif resolved.type != "cpu":
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -760,7 +776,8 @@ class _Runner:
                     forward_with_text(self.model, static, text)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: the prepare stage keeps using CUDA in its own thread during capture.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 output = forward_with_text(self.model, static, text)
             entry = self.graphs[key] = (graph, static, output, text)
         graph, static, output, _ = entry
