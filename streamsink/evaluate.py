@@ -137,26 +137,26 @@ def coco_dataset(annotations: str | Path, images_dir: str | Path | None = None, 
     path = Path(annotations)
     if not path.is_file():
         raise SourceNotFoundError(f"no such annotation file: {path}")
+    folder = Path(images_dir) if images_dir else path.parent
+    by_image: dict[int, list] = {}
     try:
         data = json.loads(path.read_text())
         categories = {c["id"]: c["name"] for c in data["categories"]}
-        entries = data["images"]
-        boxes = data.get("annotations", [])
+        entries = [(entry["id"], entry["file_name"]) for entry in data["images"]]
+        for item in data.get("annotations", []):
+            x, y, w, h = item["bbox"]
+            label = categories[item["category_id"]]
+            by_image.setdefault(item["image_id"], []).append({"label": label, "box": [x, y, x + w, y + h]})
     except (ValueError, KeyError, TypeError) as error:
-        raise SourceError(f"not a COCO detection file: {path} ({error})") from None
-    folder = Path(images_dir) if images_dir else path.parent
-    by_image: dict[int, list] = {}
-    for item in boxes:
-        x, y, w, h = item["bbox"]
-        by_image.setdefault(item["image_id"], []).append({"label": categories[item["category_id"]], "box": [x, y, x + w, y + h]})
+        raise SourceError(f"not a COCO detection file: {path} ({type(error).__name__}: {error})") from None
     classes = tuple(categories.values())
     samples = []
-    for entry in entries[:limit]:
-        file = folder / entry["file_name"]
+    for image_id, file_name in entries[:limit]:
+        file = folder / file_name
         bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
         if bgr is None:
             raise SourceError(f"cannot read image {file} listed in {path}")
-        samples.append(Sample(str(entry["id"]), np.ascontiguousarray(bgr[..., ::-1]), _truth(by_image.get(entry["id"], []), classes)))
+        samples.append(Sample(str(image_id), np.ascontiguousarray(bgr[..., ::-1]), _truth(by_image.get(image_id, []), classes)))
     if not samples:
         raise SourceError(f"no images in {path}")
     return Dataset(path.name, classes, samples)

@@ -10,10 +10,10 @@ holds that class and *negative* (background) when it does not.
 - FPR_bg(t) is the number of detections scoring >= t on negative pairs divided
   by the number of negative pairs: false positives per background image per
   negative prompt.
-- AP50 at FPR_bg = x keeps only detections above the threshold at which FPR_bg
-  reaches x. Thresholds only exist between distinct scores, so tied scores are
-  admitted or refused together; when x falls between two such operating points,
-  AP is interpolated linearly in FPR between them.
+- AP50 at FPR_bg = x keeps only detections above the loosest threshold at
+  which FPR_bg is x. Thresholds only exist between distinct negative scores, so
+  tied scores are admitted or refused together; when x falls between two such
+  operating points, AP is interpolated linearly in FPR between them.
 """
 
 from __future__ import annotations
@@ -128,18 +128,22 @@ class AbstentionReport:
         return float(np.count_nonzero(self.negative_scores >= threshold) / len(self.negatives))
 
     def operating_points(self) -> list[tuple[float, float]]:
-        """(fpr_bg, threshold) for each threshold that changes FPR_bg, strictest first.
+        """(fpr_bg, threshold) for each FPR_bg a threshold can give, strictest first.
 
-        The first point admits no background detection at all (threshold above
-        every negative score); each next one admits the next distinct score,
-        with all its ties.
+        Each point's threshold is the loosest one with that FPR_bg: just above
+        the next lower distinct negative score (all ties of a score are admitted
+        or refused together), so every positive detection that costs no extra
+        false positive counts. The first point admits no background detection,
+        the last admits everything.
         """
         if not self.negatives:
             return []
         distinct = np.unique(self.negative_scores)[::-1]
-        points = [(0.0, float(np.nextafter(distinct[0], np.inf)) if len(distinct) else -np.inf)]
-        for score in distinct:
-            points.append((self.fpr_bg(score), float(score)))
+        points = []
+        for i, fpr_score in enumerate([np.inf, *distinct]):
+            looser = distinct[i] if i < len(distinct) else None
+            threshold = -np.inf if looser is None else float(np.nextafter(looser, np.inf))
+            points.append((self.fpr_bg(fpr_score) if i else 0.0, threshold))
         return points
 
     def ap50_at_fpr(self, target: float) -> float:
@@ -149,16 +153,14 @@ class AbstentionReport:
         points = self.operating_points()
         if not points:
             return self.ap50()
-        below = [(f, t) for f, t in points if f <= target]
+        fpr_low, t_low = [(f, t) for f, t in points if f <= target][-1]
         above = [(f, t) for f, t in points if f > target]
-        fpr_low, t_low = below[-1]
         ap_low = self.ap50(t_low)
         if not above:
-            return self.ap50() if fpr_low <= target else ap_low
+            return ap_low
         fpr_high, t_high = above[0]
-        ap_high = self.ap50(t_high)
         weight = (target - fpr_low) / (fpr_high - fpr_low)
-        return float(ap_low + weight * (ap_high - ap_low))
+        return float(ap_low + weight * (self.ap50(t_high) - ap_low))
 
     def negative_frames_with_detection(self) -> float:
         """Share of negative (image, prompt) pairs with at least one detection."""

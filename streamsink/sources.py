@@ -94,7 +94,7 @@ def open_source(
                 raise SourceError(f"unsupported URL scheme {scheme}:// in {_redact(text)} (use {schemes})")
             text = text.split("://", 1)[1]
         match = _CAMERA.fullmatch(text.strip())
-        if match:
+        if match and not Path(text).exists():
             return CameraSource(int(match.group(1)), text, buffer=buffer, fps=fps, retries=retries)
 
     path = Path(text).expanduser()

@@ -104,3 +104,14 @@ def test_eval_cli_bad_input(args, needle, tmp_path, tiny_checkpoint, capsys):
     assert main(["eval", "--model", str(tiny_checkpoint), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_coco_with_a_missing_category_is_a_clear_error(tmp_path):
+    from streamsink.errors import SourceError
+
+    path = write_coco(tmp_path)
+    data = json.loads(path.read_text())
+    data["annotations"][0]["category_id"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(SourceError, match="not a COCO detection file"):
+        coco_dataset(path)

@@ -71,10 +71,27 @@ def test_fpr_bg_counts_detections_per_negative_pair():
     assert r.negative_frames_with_detection() == pytest.approx(2 / 4)
 
 
-def test_operating_points_admit_ties_together():
+def test_operating_points_use_the_loosest_threshold_for_each_fpr_and_admit_ties_together():
     points = report().operating_points()
     assert [f for f, _ in points] == pytest.approx([0.0, 0.25, 0.75])
-    assert points[0][1] > 0.9 and points[1][1] == pytest.approx(0.9) and points[2][1] == pytest.approx(0.5)
+    # FPR 0: anything above 0.9; FPR 0.25: anything above the tied 0.5s; FPR 0.75: everything.
+    assert 0.9 < points[0][1] < 0.9 + 1e-9
+    assert 0.5 < points[1][1] < 0.5 + 1e-9
+    assert points[2][1] == -np.inf
+
+
+def test_positives_between_negative_scores_count_at_no_extra_fpr():
+    """One negative at 0.9 among 100 negative pairs, a true positive at 0.5, another negative at 0.1.
+
+    A threshold of 0.5 costs FPR 0.01 and finds everything, so AP50 at FPR 0.01 is 1.
+    """
+    records = [("p", "dog", [[0, 0, 10, 10]], [0.5], [[0, 0, 10, 10]])]
+    records += [("n0", "dog", [[0, 0, 5, 5]], [0.9], []), ("n1", "dog", [[0, 0, 5, 5]], [0.1], [])]
+    records += [(f"n{i}", "dog", [], [], []) for i in range(2, 100)]
+    r = AbstentionReport(pairs_from(records))
+    assert r.ap50_at_fpr(0.01) == pytest.approx(1.0)
+    assert r.ap50_at_fpr(0.015) == pytest.approx(1.0)
+    assert r.ap50_at_fpr(0.005) == pytest.approx(0.5)  # halfway from FPR 0 (AP 0) to FPR 0.01 (AP 1)
 
 
 def test_ap50_at_fpr_interpolates_between_operating_points():

@@ -405,3 +405,12 @@ def test_bad_input(bad_inputs, case):
     if error is not ValueError:
         assert isinstance(caught.value, StreamsinkError)
     assert not _reader_threads()
+
+
+def test_a_folder_named_like_a_number_is_a_folder_not_a_camera(tmp_path, monkeypatch):
+    folder = tmp_path / "2024"
+    folder.mkdir()
+    _write_png(folder / "a.png", pattern(0))
+    monkeypatch.chdir(tmp_path)
+    with open_source("2024") as source:
+        assert not source.is_live and len(list(source)) == 1
