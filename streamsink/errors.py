@@ -34,3 +34,18 @@ class PromptError(StreamsinkError, ValueError):
 
 class WriterError(StreamsinkError, OSError):
     """An output that cannot be created or written."""
+
+
+def one_line(error: BaseException, *, ffmpeg_detail: bool = False) -> str:
+    """An error's own words on one line.
+
+    By default an OS-level error gives its `strerror`, which leaves out the
+    file name or URL FFmpeg appends (so a password in a URL never reaches a
+    message). `ffmpeg_detail` keeps PyAV's whole text, where FFmpeg's own log
+    line says why an encoder or muxer refused.
+    """
+    if ffmpeg_detail and type(error).__module__.startswith("av."):
+        text = str(error)
+    else:
+        text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return " ".join(str(text).split())

@@ -72,7 +72,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from streamsink.types import Detections
+from streamsink.types import Detections, box_iou
 
 logger = logging.getLogger(__name__)
 
@@ -102,17 +102,6 @@ def _check_float(name: str, value: object, low: float, high: float, *, low_open:
     if not (above and below):
         raise ValueError(f"{name} must be in {allowed}, got {value:g}")
     return value
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, 4) x (m, 4) -> (n, m) IoU; degenerate boxes have IoU 0 with everything."""
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    area_a = np.maximum(a[:, 2] - a[:, 0], 0.0) * np.maximum(a[:, 3] - a[:, 1], 0.0)
-    area_b = np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _top_per_class(class_id: np.ndarray, keys: tuple[np.ndarray, ...], limit: int) -> np.ndarray:
@@ -275,7 +264,7 @@ class TemporalSmoother:
         gap = (self._misses + 1).astype(np.float64)
         predicted = self._box + self._vel * gap[:, None]
         if len(scores):
-            both = _iou(np.concatenate([self._box, predicted]), xyxy)
+            both = box_iou(np.concatenate([self._box, predicted]), xyxy)
             overlap = np.maximum(both[:s], both[s:])
             overlap[self._cls[:, None] != cls[None, :]] = 0.0
             pairs = _greedy_pairs(overlap, self.iou)
@@ -313,7 +302,7 @@ class TemporalSmoother:
         if len(age_index) and self.min_hits > 1:
             past_cls = np.concatenate([f.class_id for f in frames])
             past_claimed = np.concatenate([f.claimed for f in frames])
-            overlap = _iou(xyxy[candidates], np.concatenate([f.xyxy for f in frames]))
+            overlap = box_iou(xyxy[candidates], np.concatenate([f.xyxy for f in frames]))
             overlap[(cls[candidates][:, None] != past_cls[None, :]) | past_claimed[None, :]] = 0.0
             rows, cols = np.nonzero(overlap >= self.iou)
             seen = np.zeros((len(candidates), len(frames)), bool)

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from streamsink.errors import SourceError, SourceNotFoundError, StreamsinkError
+from streamsink.errors import SourceError, SourceNotFoundError, StreamsinkError, one_line
 from streamsink.types import Frame
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ class FileSource(Source):
         except IsADirectoryError:
             raise SourceError(f"not a video: {spec} (a directory)") from None
         except (av.FFmpegError, OSError, ValueError) as error:
-            raise SourceError(f"not a video: {spec} ({_reason(error)})") from None
+            raise SourceError(f"not a video: {spec} ({one_line(error)})") from None
         try:
             if not container.streams.video:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
@@ -291,7 +291,7 @@ class FileSource(Source):
             except StopIteration:
                 raise SourceError(f"not a video: {spec} (no decodable video frame)") from None
             except (av.FFmpegError, OSError, ValueError) as error:
-                raise SourceError(f"not a video: {spec} ({_reason(error)})") from None
+                raise SourceError(f"not a video: {spec} ({one_line(error)})") from None
         except BaseException:
             container.close()
             raise
@@ -319,7 +319,7 @@ class FileSource(Source):
             for index, frame in enumerate(self._decoded, start=1):
                 yield self._to_frame(frame, index)
         except av.FFmpegError as error:
-            raise SourceError(f"{self.spec}: decoding failed after {index} frames ({_reason(error)})") from error
+            raise SourceError(f"{self.spec}: decoding failed after {index} frames ({one_line(error)})") from error
 
     def _to_frame(self, frame: Any, index: int) -> Frame:
         image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
@@ -503,7 +503,7 @@ class LiveSource(Source):
         except StreamsinkError as error:
             self._latest.finish(error)
         except Exception as error:
-            failure = SourceError(f"{self.name}: {_reason(error)}")
+            failure = SourceError(f"{self.name}: {one_line(error)}")
             failure.__cause__ = error
             self._latest.finish(failure)
         else:
@@ -709,7 +709,7 @@ class StreamSource(LiveSource):
                 raise SourceError(f"no video stream in {self._shown}") from None
             except (av.FFmpegError, OSError, EOFError, ValueError) as error:
                 failures += 1
-                reason = _reason(error)
+                reason = one_line(error)
                 if failures > self._retries:
                     raise SourceError(f"cannot open {self._shown}: {reason} after {failures} attempts") from None
                 delay = min(RECONNECT_DELAY * 2 ** (failures - 1), RECONNECT_DELAY_MAX)
@@ -743,7 +743,7 @@ class StreamSource(LiveSource):
                     if self._stop.is_set() or not self._deliver(frame):
                         return
             except (av.FFmpegError, OSError, EOFError, ValueError) as error:
-                reason = _reason(error)
+                reason = one_line(error)
             finally:
                 end = _media_end(container)
                 container.close()
@@ -870,9 +870,3 @@ def _url_name(url: str) -> str:
         segments = [str(port)]
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join([host, *segments])).strip("._-")
     return name[:80] or "stream"
-
-
-def _reason(error: BaseException) -> str:
-    """The error's own words on one line, without the file name FFmpeg appends."""
-    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return " ".join(str(text).split())

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from streamsink.errors import SourceError, SourceNotFoundError, WriterError
+from streamsink.errors import SourceError, SourceNotFoundError, WriterError, one_line
 from streamsink.types import Detections, Frame
 
 logger = logging.getLogger(__name__)
@@ -544,9 +544,5 @@ def _plain(value: Any) -> Any:
 
 
 def _reason(error: BaseException) -> str:
-    """The useful part of an error, on one line (FFmpeg's own log line included)."""
-    if type(error).__module__.startswith("av."):
-        text = str(error)
-    else:
-        text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return " ".join(str(text).split())
+    """Encoder and muxer failures keep FFmpeg's own words: they say why."""
+    return one_line(error, ffmpeg_detail=True)

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamsink.smoother import TemporalSmoother, _iou
+from streamsink.smoother import TemporalSmoother
+from streamsink.types import box_iou
 from streamsink.types import Detections
 
 LABELS = ("dog", "cat", "tractor")
@@ -34,7 +35,7 @@ def walker(rng, frames: int, *, x0: float, y0: float = 100.0, vx: float = 0.0, v
 
 def best_iou(box: np.ndarray, out: Detections, class_id: int = 0) -> float:
     boxes = out.xyxy[out.class_id == class_id].astype(np.float64)
-    return float(_iou(box[None], boxes).max()) if len(boxes) else 0.0
+    return float(box_iou(box[None], boxes).max()) if len(boxes) else 0.0
 
 
 walking = st.floats(-8.0, 8.0)  # px per frame for an 80 px wide box: about a tenth of its width, 25-30 fps
@@ -57,7 +58,7 @@ def test_single_frame_flickers_never_show(data, frames):
             w, h = data.draw(st.floats(5, 300)), data.draw(st.floats(5, 300))
             box = np.array([x, y, x + w, y + h])
             # A flicker is alone: nothing of its class overlaps it anywhere in the window.
-            if any(c == c2 and _iou(box[None], b2[None])[0, 0] > 0 for frame in recent for c2, b2 in frame):
+            if any(c == c2 and box_iou(box[None], b2[None])[0, 0] > 0 for frame in recent for c2, b2 in frame):
                 continue
             now.append((c, box))
         recent = (recent + [now])[-(smoother.window - 1) :]
@@ -139,7 +140,7 @@ def test_two_objects_side_by_side_stay_two(seed, gap, vx):
         out = smoother.update(dets(boxes))
         assert len(out) <= 2
         if t >= 10:
-            ious = _iou(out.xyxy.astype(np.float64), np.stack([truth_a[t], truth_b[t]]))
+            ious = box_iou(out.xyxy.astype(np.float64), np.stack([truth_a[t], truth_b[t]]))
             # Each shown box belongs to one object; none straddles both.
             assert (ious.max(axis=1) >= 0.3).all()
             two.append(len(out) == 2 and set(ious.argmax(axis=1).tolist()) == {0, 1})
