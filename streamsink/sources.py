@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".mpg", ".mpeg",
+    ".3gp", ".ogv",
+})
 DEFAULT_IMAGE_FPS = 25.0
 # Network reconnects wait RECONNECT_DELAY, doubling after every failed attempt up to the cap.
 RECONNECT_DELAY = 0.5
@@ -113,6 +117,62 @@ def open_source(
             raise SourceNotFoundError(f"no images match {text}")
         return ImageFolderSource(sorted(files, key=_natural_key), text, _glob_name(text), buffer=buffer, fps=fps)
     raise SourceNotFoundError(f"no such file: {text}")
+
+
+def expand_inputs(specs: Sequence[str | int | os.PathLike]) -> list[str | int]:
+    """The sources a list of inputs names, in order.
+
+    A folder or glob holding video files stands for each of those videos
+    (natural order; a folder is not searched below its top level, a glob with
+    `**` is). Anything else is one source as `open_source` reads it: a video,
+    a folder or glob of images (one image sequence), a camera, a URL.
+    A folder or glob with neither videos nor images raises SourceNotFoundError.
+    """
+    expanded: list[str | int] = []
+    for spec in specs:
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            expanded.append(spec)
+            continue
+        text = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
+        if not isinstance(text, str) or "://" in text:
+            expanded.append(text)
+            continue
+        path = Path(text).expanduser()
+        if path.is_dir():
+            candidates = list(path.iterdir())
+        elif not path.exists() and any(c in text for c in "*?["):
+            import glob
+
+            candidates = [Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)]
+        else:
+            expanded.append(text)
+            continue
+        videos = sorted((p for p in candidates if _is_video(p)), key=_natural_key)
+        if videos:
+            expanded.extend(str(p) for p in videos)
+        elif any(_is_image(p) for p in candidates):
+            expanded.append(text)
+        else:
+            kinds = ", ".join(sorted(VIDEO_SUFFIXES | IMAGE_SUFFIXES))
+            raise SourceNotFoundError(f"no videos or images in {text} (looked for {kinds})")
+    return expanded
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """The names with repeats made unique: clip, clip -> clip, clip-2 (the first keeps its name).
+
+    A suffix never takes a name that another input already has.
+    """
+    given = set(names)
+    used: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, n = name, 2
+        while candidate in used or (candidate != name and candidate in given):
+            candidate, n = f"{name}-{n}", n + 1
+        used.add(candidate)
+        unique.append(candidate)
+    return unique
 
 
 class Source:
@@ -827,6 +887,10 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".") and path.is_file()
 
 
 def _natural_key(path: Path) -> list:
