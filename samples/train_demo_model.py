@@ -389,7 +389,7 @@ def main() -> None:
     parser.add_argument("--absent-p", type=float, default=0.5, help="chance each absent class joins the prompt")
     parser.add_argument("--single-p", type=float, default=0.1, help="chance of a one-present-class prompt")
     parser.add_argument("--word-std", type=float, default=1.0, help="init std of the text word embeddings")
-    parser.add_argument("--fusion-scale", type=float, default=0.5)
+    parser.add_argument("--fusion-scale", type=float, default=1e-4)
     parser.add_argument("--save-every", type=float, default=10.0, help="minutes between checkpoints")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

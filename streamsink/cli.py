@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from streamsink.errors import StreamsinkError
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     def add_common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--prompt", "-p", required=True, help='classes to find, comma-separated: "dog,tractor"')
+        sub.add_argument("--prompt", "-p", required=True, action="append", help='classes to find, comma-separated: "dog,tractor"; with several sources give it once for all or once per source, in order')
         sub.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"hub id or local checkpoint directory (default {DEFAULT_MODEL})")
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
         sub.add_argument("--batch-size", type=int, default=4, help="frames per forward pass (default 4)")
@@ -58,17 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--compile", action="store_true", help="run the forward pass through torch.compile (falls back if it fails)")
         sub.add_argument("--cuda-graphs", action="store_true", help="CUDA: capture the forward pass as a CUDA graph at the fixed batch and size")
 
-    process = commands.add_parser("process", help="annotate recorded footage: video file, image folder or glob")
-    process.add_argument("input", help="video file, folder of images, or glob")
+    process = commands.add_parser("process", help="annotate recorded footage: video files, folders or globs of videos or images")
+    process.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, folder or glob of videos (one input each), or folder or glob of images (one image sequence)")
     add_common(process)
-    process.add_argument("-o", "--output", help="annotated video (default out/<input name>.mp4)")
+    process.add_argument("-o", "--output", help="annotated video (default out/<input name>.mp4); with several inputs a folder (default out/) that gets <name>.mp4 and <name>.jsonl for each")
     process.add_argument("--jsonl", help="per-frame JSONL, or - for stdout (default: beside the video)")
+    process.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="spread whole files over a Ray cluster at ADDRESS (without one: a local Ray instance); needs streamsink[ray]")
+    process.add_argument("--workers", type=int, help="--ray: detector replicas (default: one per GPU, or per CPU without GPUs)")
 
-    watch = commands.add_parser("watch", help="live view of a camera or stream")
-    watch.add_argument("source", help="camera0, /dev/video0, an index, rtsp:// or http(s):// URL, or a file")
+    watch = commands.add_parser("watch", help="live view of cameras or streams")
+    watch.add_argument("sources", nargs="+", metavar="SOURCE", help="camera0, /dev/video0, an index, rtsp:// or http(s):// URL, or a file; several share one detector")
     add_common(watch)
-    watch.add_argument("-o", "--output", help="also record the annotated video here")
-    watch.add_argument("--jsonl", help="also write per-frame JSONL here, or - for stdout")
+    watch.add_argument("-o", "--output", help="also record the annotated video here; with several sources a folder that gets <name>.mp4 for each")
+    watch.add_argument("--jsonl", help="also write per-frame JSONL here, or - for stdout; with several sources - or a folder")
     watch.add_argument("--headless", action="store_true", help="no window even if a display exists")
     watch.add_argument("--buffer", type=int, default=2, help="live frames buffered before the oldest is dropped (default 2)")
     watch.add_argument("--retries", type=int, default=5, help="network streams: reconnect attempts in a row before giving up (default 5)")
@@ -167,12 +170,13 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _check_common(args: argparse.Namespace) -> tuple[str, ...]:
-    """Validate everything cheap before opening sources or loading a model."""
+def _check_common(args: argparse.Namespace) -> None:
+    """Validate every cheap setting before opening sources or loading a model."""
     from streamsink.detector.prompt import parse_classes
     from streamsink.engine import check_settings
 
-    classes = parse_classes(args.prompt)
+    for prompt in args.prompt:
+        parse_classes(prompt)
     check_settings(threshold=args.threshold, batch_size=args.batch_size, max_latency=_max_latency(args))
     if args.sinks < 0:
         raise UsageError(f"--sinks must be >= 0, got {args.sinks}")
@@ -181,7 +185,17 @@ def _check_common(args: argparse.Namespace) -> tuple[str, ...]:
     from streamsink.detector.model import resolve_device
 
     resolve_device(args.device)
-    return classes
+
+
+def _prompts(args: argparse.Namespace, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each source's classes: one --prompt for all, or one per source in the order given."""
+    from streamsink.detector.prompt import parse_classes
+
+    if len(args.prompt) == 1:
+        return dict.fromkeys(names, parse_classes(args.prompt[0]))
+    if len(args.prompt) != len(names):
+        raise UsageError(f"give --prompt once for all sources or once per source: got {len(args.prompt)} for {len(names)} source(s)")
+    return {name: parse_classes(prompt) for name, prompt in zip(names, args.prompt)}
 
 
 def _max_latency(args: argparse.Namespace) -> float:
@@ -225,19 +239,105 @@ def default_outputs(name: str, output: str | None, jsonl: str | None) -> tuple[P
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from streamsink.sources import open_source
+    from streamsink.sources import expand_inputs, open_source
 
-    classes = _check_common(args)
+    _check_common(args)
+    inputs = list(args.inputs)
+    if args.ray is not None and _is_input(args.ray):  # `--ray clips/`: the folder is an input, not an address
+        inputs.insert(0, args.ray)
+        args.ray = "local"
+    specs = expand_inputs(inputs)
+    if args.ray is not None:
+        return _process_archive(args, specs)
+    if specs != inputs or len(specs) > 1:
+        return _process_many(args, specs)
     console = _stderr_console()
-    with open_source(args.input) as source:
+    with open_source(specs[0]) as source:
         if source.is_live:
-            raise UsageError(f"{args.input} is a live source; use 'streamsink watch {args.input}'")
+            raise UsageError(f"{specs[0]} is a live source; use 'streamsink watch {specs[0]}'")
+        classes = _prompts(args, [source.name])[source.name]
         video_path, jsonl_path = default_outputs(source.name, args.output, args.jsonl)
         _refuse_overwriting_input(source.path, video_path, jsonl_path)
         detector = _load_detector(args, console)
         summary = _annotate(args, source, detector, classes, video_path, jsonl_path, console)
     _print_summary(console, summary)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _is_input(value: str) -> bool:
+    from streamsink.sources import VIDEO_SUFFIXES
+
+    return Path(value).exists() or any(c in value for c in "*?[") or Path(value).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _outputs_many(names: Sequence[str], output: str | None, jsonl: str | None, *, record: bool) -> tuple[dict, dict]:
+    """Per-source video and JSONL paths of a run over several sources: OUTDIR/<name>.mp4 and .jsonl.
+
+    `record`: write videos by default (process) or only when -o names a folder (watch).
+    JSONL goes beside the videos, to stdout (`-`, each line names its source) or into a folder.
+    """
+    from streamsink.sources import VIDEO_SUFFIXES
+
+    if output is not None and Path(output).suffix.lower() in VIDEO_SUFFIXES:
+        raise UsageError(f"with several sources -o names a folder, got the video file {output}")
+    if jsonl not in (None, "-") and Path(jsonl).suffix.lower() == ".jsonl":
+        raise UsageError(f"with several sources --jsonl is - (stdout) or a folder, got the file {jsonl}")
+    folder = Path(output) if output else (Path("out") if record else None)
+    videos = {name: folder / f"{name}.mp4" if folder is not None else None for name in names}
+    if jsonl == "-":
+        jsonls = dict.fromkeys(names, "-")
+    elif jsonl is not None:
+        jsonls = {name: str(Path(jsonl) / f"{name}.jsonl") for name in names}
+    else:
+        jsonls = {name: str(folder / f"{name}.jsonl") if folder is not None else None for name in names}
+    return videos, jsonls
+
+
+def _process_many(args: argparse.Namespace, specs: Sequence[str | int]) -> int:
+    from streamsink.multiplex import Multiplexer
+
+    mux = Multiplexer(specs)
+    live = [state.spec for state in mux.states.values() if state.live]
+    if live:
+        raise UsageError(f"{live[0]} is a live source; use 'streamsink watch'")
+    prompts = _prompts(args, mux.names)
+    videos, jsonls = _outputs_many(mux.names, args.output, args.jsonl, record=True)
+    for state in mux.states.values():
+        _refuse_overwriting_input(Path(str(state.spec)), videos[state.name], jsonls[state.name])
+    console = _stderr_console()
+    with mux:
+        detector = _load_detector(args, console)
+        summaries = _annotate_many(args, mux, detector, prompts, videos, jsonls, console)
+    return _finish_many(console, mux, summaries)
+
+
+def _process_archive(args: argparse.Namespace, specs: Sequence[str | int]) -> int:
+    """`process --ray`: whole files spread over Ray actors (streamsink.archive)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from streamsink.archive import process_archive
+
+    if len(args.prompt) != 1:
+        raise UsageError("--ray takes one --prompt for all files")
+    if args.jsonl is not None:
+        raise UsageError("--ray writes <name>.jsonl beside each video in the -o folder; --jsonl does not apply")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    _outputs_many([], args.output, None, record=True)  # checks that -o names a folder
+    outdir = Path(args.output) if args.output else Path("out")
+    console = _stderr_console()
+    with Progress(
+        TextColumn("[bold]archive"), BarColumn(), MofNCompleteColumn(), TextColumn("files  {task.fields[frames]} frames"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+    ) as progress:
+        task = progress.add_task("archive", total=len(specs), frames=0)
+        report = process_archive(
+            specs, outdir, prompt=args.prompt[0], model=args.model, sinks=args.sinks, sink_init=args.sink_init,
+            device=args.device, threshold=args.threshold, batch_size=args.batch_size, smooth=not args.no_smooth,
+            raw=args.raw, address=None if args.ray == "local" else args.ray, workers=args.workers,
+            progress=lambda done, total, frames: progress.update(task, completed=done, total=total, frames=frames),
+        )
+    return _print_archive_report(console, report, outdir)
 
 
 def _refuse_overwriting_input(source_path: Path | None, *outputs) -> None:
@@ -289,7 +389,7 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
     from streamsink.engine import iterate, make_detect
     from streamsink.render import Renderer
     from streamsink.smoother import TemporalSmoother
-    from streamsink.writers import JsonlWriter, VideoWriter, frame_record
+    from streamsink.writers import JsonlWriter, frame_record
 
     summary = Summary(classes)
     renderer = Renderer()
@@ -300,16 +400,7 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
     with ExitStack() as stack, StopFlag() as stop:
         video = None
         if video_path is not None:
-            video = stack.enter_context(
-                VideoWriter(
-                    video_path,
-                    width=source.width,
-                    height=source.height,
-                    fps=source.fps,
-                    time_base=source.time_base,
-                    audio_from=source.path if source.has_audio else None,
-                )
-            )
+            video = stack.enter_context(_video_writer(video_path, source))
             summary.outputs.append(str(video_path))
         jsonl = None
         if jsonl_path is not None:
@@ -375,6 +466,137 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
     return summary
 
 
+def _video_writer(path: Path, source):
+    """The annotated video of `source`: its size, rate, timestamps and audio."""
+    from streamsink.writers import VideoWriter
+
+    return VideoWriter(path, width=source.width, height=source.height, fps=source.fps, time_base=source.time_base,
+                       audio_from=source.path if source.has_audio else None)
+
+
+def _annotate_many(args, mux, detector, prompts, videos, jsonls, console, *, live: bool = False, windows: bool = False):
+    """`_annotate` for several sources sharing one detector: each has its own smoother, writers and summary.
+
+    A source's writers open with its first result and close once it has ended
+    and its last frame is written, so a folder of many videos never holds
+    them all open.
+    """
+    from contextlib import ExitStack
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from streamsink.engine import iterate
+    from streamsink.multiplex import RoutedDetect, per_source_smoothers
+    from streamsink.render import Renderer
+    from streamsink.writers import JsonlWriter, Window, frame_record
+
+    summaries = {name: Summary(prompts[name]) for name in mux.names}
+    renderer = Renderer()
+    smoothers = None if args.no_smooth else per_source_smoothers(prompts)
+    meters = {name: RateMeter() for name in mux.names}
+    overall = RateMeter()
+    open_outputs: dict[str, tuple[ExitStack, Any, Any, Any]] = {}
+    quit_requested = False
+
+    def open_outputs_of(name: str, stack: ExitStack) -> tuple[ExitStack, Any, Any, Any]:
+        state, own = mux.states[name], ExitStack()
+        stack.callback(own.close)
+        video = jsonl = window = None
+        if videos[name] is not None:
+            video = own.enter_context(_video_writer(videos[name], state.source))
+            summaries[name].outputs.append(str(videos[name]))
+        if jsonls[name] == "-":
+            jsonl = stdout
+        elif jsonls[name] is not None:
+            jsonl = own.enter_context(JsonlWriter(jsonls[name]))
+            summaries[name].outputs.append(jsonls[name])
+        if windows:
+            window = Window(f"streamsink: {name}")
+            own.callback(window.close)
+        return own, video, jsonl, window
+
+    def close_ended() -> None:
+        for name in [n for n in open_outputs if mux.states[n].finished and summaries[n].frames >= mux.states[n].frames]:
+            open_outputs.pop(name)[0].close()
+
+    with ExitStack() as stack, StopFlag() as stop:
+        stdout = stack.enter_context(JsonlWriter("-")) if "-" in jsonls.values() else None
+        progress = status = None
+        if live:
+            if not windows:
+                status = stack.enter_context(LiveStatus(console))
+        else:
+            progress = stack.enter_context(Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("sources  {task.fields[frames]} frames  {task.fields[fps]:.1f} fps"), TimeElapsedColumn(),
+                console=console,
+            ))
+            task = progress.add_task(f"{len(mux.names)} sources", total=len(mux.names), frames=0, fps=0.0)
+        draw_in_engine = not live and any(path is not None for path in videos.values())
+        results = iterate(
+            mux,
+            RoutedDetect(detector, prompts, args.threshold),
+            batch_size=args.batch_size,
+            smoother_for=(lambda frame: smoothers[frame.source]) if smoothers else None,
+            max_latency=_max_latency(args),
+            threads=args.threads,
+            render=(lambda r: renderer.draw(r.frame.image, r.detections, r.states)) if draw_in_engine else None,
+        )
+        stack.callback(results.close)
+        for result in results:
+            name = result.frame.source
+            summaries[name].add(result)
+            fps, total_fps = meters[name].tick(), overall.tick()
+            if name not in open_outputs:
+                open_outputs[name] = open_outputs_of(name, stack)
+            _, video, jsonl, window = open_outputs[name]
+            latency_ms = (time.monotonic() - result.frame.captured_at) * 1000 if live and result.frame.captured_at else None
+            if video is not None or window is not None:
+                image = result.image if result.image is not None else renderer.draw(
+                    result.frame.image, result.detections, result.states, fps=fps if live else None,
+                    dropped=result.frame.dropped if live else None, latency_ms=latency_ms,
+                )
+                if video is not None:
+                    video.write(result.frame, image)
+                if window is not None and not window.show(image):
+                    quit_requested = True
+            if jsonl is not None:
+                jsonl.write(frame_record(result.frame, result.detections, result.states, raw=result.raw if args.raw else None))
+            close_ended()
+            if progress is not None:
+                ended = sum(state.finished and n not in open_outputs for n, state in mux.states.items())
+                progress.update(task, completed=ended, frames=sum(s.frames for s in summaries.values()), fps=total_fps)
+            if status is not None:
+                status.update(result, fps, latency_ms, mux.states[name])
+                status.show_states(mux.states.values())
+            if stop.requested or quit_requested or (status is not None and status.quit_requested):
+                for summary in summaries.values():
+                    summary.interrupted = stop.requested
+                break
+        if progress is not None:
+            close_ended()
+            progress.update(task, completed=sum(state.finished for state in mux.states.values()))
+    return summaries
+
+
+def _finish_many(console, mux, summaries: dict) -> int:
+    """Per-source summaries, then the exit code: 130 interrupted, 2 when a source failed, else 0."""
+    for name, summary in summaries.items():
+        state = mux.states[name]
+        console.print(f"[bold]{name}[/bold]")
+        if state.status == "failed":
+            console.print(f"  failed after {state.frames} frames: {state.error}", markup=False)
+        if state.reconnects:
+            console.print(f"  reconnected {state.reconnects} times")
+        if summary.frames:
+            _print_summary(console, summary, indent="  ")
+    failed = [name for name, state in mux.states.items() if state.status == "failed"]
+    interrupted = any(summary.interrupted for summary in summaries.values())
+    if failed:
+        print(f"streamsink: error: {len(failed)} of {len(summaries)} sources failed: {', '.join(failed)}", file=sys.stderr)
+    return EXIT_INTERRUPTED if interrupted else (EXIT_USAGE if failed else EXIT_OK)
+
+
 class RateMeter:
     """Frames per second over the last `span` frames.
 
@@ -395,12 +617,13 @@ class RateMeter:
 
 
 class LiveStatus:
-    """Headless `watch`: one status line (fps, latency, drops, per-class state); `q` + Enter or Ctrl-C stops."""
+    """Headless `watch`: a status line per source (fps, latency, drops, per-class state); `q` + Enter or Ctrl-C stops."""
 
     def __init__(self, console) -> None:
         self.console = console
         self.quit_requested = False
         self._live = None
+        self._rows: dict[str, Any] = {}
 
     def __enter__(self) -> LiveStatus:
         import threading
@@ -424,6 +647,7 @@ class LiveStatus:
                 return
 
     def update(self, result, fps: float, latency_ms: float | None, source) -> None:
+        """The row of `source` (a Source or a multiplexed SourceState) after its latest result."""
         from rich.text import Text
 
         line = Text()
@@ -436,41 +660,60 @@ class LiveStatus:
         for label, state in result.states.items():
             line.append(f"  {label}: ")
             line.append("present" if state == "present" else "not here", style="bold green" if state == "present" else "dim")
-        self._live.update(line)
+        self._rows[source.name] = line
+        self._refresh()
+
+    def show_states(self, states) -> None:
+        """Rows for sources without results to show: still connecting, or failed (with why)."""
+        from rich.text import Text
+
+        for state in states:
+            if state.status == "failed":
+                self._rows[state.name] = Text(f"{state.name}  failed: {state.error}", style="red")
+            elif state.status == "waiting":
+                self._rows[state.name] = Text(f"{state.name}  connecting ...", style="dim")
+        self._refresh()
+
+    def _refresh(self) -> None:
+        from rich.console import Group
+
+        self._live.update(Group(*self._rows.values()))
 
 
-def _print_summary(console, summary: Summary) -> None:
+def _print_summary(console, summary: Summary, indent: str = "") -> None:
     elapsed = time.monotonic() - summary.started
     head = "interrupted" if summary.interrupted else "done"
-    console.print(f"{head}: {summary.frames} frames in {elapsed:.1f} s ({summary.fps:.1f} fps)")
+    console.print(f"{indent}{head}: {summary.frames} frames in {elapsed:.1f} s ({summary.fps:.1f} fps)")
     if summary.dropped:
-        console.print(f"dropped {summary.dropped} live frames to keep up")
+        console.print(f"{indent}dropped {summary.dropped} live frames to keep up")
     if summary.frames:
         span = (summary.last_pts or 0.0) - (summary.first_pts or 0.0)
         per_frame = span / max(summary.frames - 1, 1)
         for label, count in summary.present_frames.items():
             state = f"present in {count} frames (~{count * per_frame:.1f} s)" if count else "not found"
-            console.print(f"  {label}: {state}")
+            console.print(f"{indent}  {label}: {state}")
     for output in summary.outputs:
-        console.print(f"wrote {output}")
+        console.print(f"{indent}wrote {output}")
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from streamsink.sources import open_source
     from streamsink.writers import Window
 
-    classes = _check_common(args)
+    _check_common(args)
     if args.buffer < 1:
         raise UsageError(f"--buffer must be >= 1, got {args.buffer}")
     if args.retries < 0:
         raise UsageError(f"--retries must be >= 0, got {args.retries}")
     console = _stderr_console()
-    with open_source(args.source, buffer=args.buffer, retries=args.retries) as source:
+    windows = not args.headless and Window.available()
+    if len(args.sources) > 1:
+        return _watch_many(args, console, windows)
+    with open_source(args.sources[0], buffer=args.buffer, retries=args.retries) as source:
+        classes = _prompts(args, [source.name])[source.name]
         detector = _load_detector(args, console)
         video_path = Path(args.output) if args.output else None
-        window = None
-        if not args.headless and Window.available():
-            window = Window(f"streamsink: {source.name}")
+        window = Window(f"streamsink: {source.name}") if windows else None
         try:
             summary = _annotate(args, source, detector, classes, video_path, args.jsonl, console, live=True, window=window)
         finally:
@@ -478,6 +721,23 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 window.close()
     _print_summary(console, summary)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _watch_many(args: argparse.Namespace, console, windows: bool) -> int:
+    """`watch` over several sources: one detector, a status row (or window) per source.
+
+    Sources open in the background, so one that is down at the start is
+    reported and retried like one that drops later, and never holds up the rest.
+    """
+    from streamsink.multiplex import Multiplexer
+
+    mux = Multiplexer(args.sources, buffer=args.buffer, retries=args.retries)
+    prompts = _prompts(args, mux.names)
+    videos, jsonls = _outputs_many(mux.names, args.output, args.jsonl, record=False)
+    with mux:
+        detector = _load_detector(args, console)
+        summaries = _annotate_many(args, mux, detector, prompts, videos, jsonls, console, live=True, windows=windows)
+    return _finish_many(console, mux, summaries)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

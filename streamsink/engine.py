@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,7 @@ class _Failure:
 _DONE = object()
 
 
-class _Channel:
+class Channel:
     """A bounded queue between two stages that gives up waiting once the run stops."""
 
     def __init__(self, size: int, stop: threading.Event) -> None:
@@ -171,7 +171,7 @@ class _Channel:
             yield item
 
 
-def live_batches(frames: _Channel, size: int, max_latency: float) -> Iterator[list[Frame]]:
+def live_batches(frames: Channel, size: int, max_latency: float) -> Iterator[list[Frame]]:
     """Batches of live frames: one leaves when full or when its first frame is `max_latency` s old.
 
     Frames already waiting are taken at once, so a busy detector gets
@@ -257,6 +257,7 @@ def iterate(
     render: Callable[[Result], np.ndarray] | None = None,
     threads: int | None = None,
     in_flight: int = 2,
+    smoother_for: Callable[[Frame], Any] | None = None,
 ) -> Iterator[Result]:
     """Run `detect` on batches of `frames` in pipelined stages and yield one `Result` per frame, in order.
 
@@ -264,6 +265,8 @@ def iterate(
         also has `prepare`, `infer` and `finish` (see `DetectStages`) these
         run in separate stages, `in_flight` batches deep between infer and finish.
     smoother: anything with `update(Detections) -> Detections` and `states`.
+    smoother_for: instead of `smoother`, the smoother of each frame (one per
+        source when frames of several sources are mixed, see multiplex).
     live: batch dynamically (full or `max_latency` s old); default: `frames.is_live`.
     render: `render(result) -> image`, run in the finish stage so drawing
         overlaps the caller's encoding; its image is `Result.image`.
@@ -283,12 +286,12 @@ def iterate(
     finish = detect.finish if staged else _identity
 
     stop = threading.Event()
-    incoming = _Channel(batch_size, stop)
-    prepared = _Channel(1 if live else 2, stop)
-    pending = _Channel(in_flight, stop)
-    results = _Channel(queue_size, stop)
+    incoming = Channel(batch_size, stop)
+    prepared = Channel(1 if live else 2, stop)
+    pending = Channel(in_flight, stop)
+    results = Channel(queue_size, stop)
 
-    def stage(name: str, body: Callable[[], None], out: _Channel) -> threading.Thread:
+    def stage(name: str, body: Callable[[], None], out: Channel) -> threading.Thread:
         def work() -> None:
             try:
                 body()
@@ -322,9 +325,10 @@ def iterate(
             if len(found) != len(batch):
                 raise RuntimeError(f"detector returned {len(found)} results for {len(batch)} frames")
             for frame, raw in zip(batch, found):
-                if smoother is not None:
-                    shown = smoother.update(raw)
-                    states = dict(smoother.states)
+                frame_smoother = smoother_for(frame) if smoother_for is not None else smoother
+                if frame_smoother is not None:
+                    shown = frame_smoother.update(raw)
+                    states = dict(frame_smoother.states)
                 else:
                     shown, states = raw, raw_states(raw)
                 result = Result(frame, raw, shown, states)
@@ -378,8 +382,8 @@ def _set_threads(detect: Any, threads: int | None) -> int | None:
 
 
 def run(
-    source: str | int,
-    prompt: str | Sequence[str],
+    source: str | int | Sequence[str | int],
+    prompt: str | Sequence[str] | Mapping[str | int, str | Sequence[str]],
     *,
     model: str = DEFAULT_MODEL,
     sinks: int = 16,
@@ -402,9 +406,28 @@ def run(
     `max_latency` seconds for a batch to fill; `threads` is `iterate`'s.
     Settings and the prompt are checked now; the source and the model are
     opened when iteration starts and released when it ends or stops early.
+
+    Several sources (a list or tuple) share one detector and its batches;
+    `prompt` is then one prompt for all or a mapping from each source (as
+    given, or its name) to its own. Results of all sources come interleaved,
+    each source's in order, named by `result.frame.source`; every source is
+    smoothed on its own. A source that fails is logged and left out, the
+    others go on (`streamsink.multiplex.Multiplexer` reports each one's state).
     """
-    classes = parse_classes(prompt)
     check_settings(threshold=threshold, batch_size=batch_size, max_latency=max_latency)
+    if not isinstance(source, (list, tuple)):
+        from streamsink.sources import expand_inputs
+
+        if expand_inputs([source]) != [source]:  # a folder or glob of videos: one source per video
+            source = [source]
+    if isinstance(source, (list, tuple)):
+        from streamsink.multiplex import run_many
+
+        return run_many(source, prompt, model=model, sinks=sinks, sink_init=sink_init, device=device,
+                        threshold=threshold, batch_size=batch_size, smooth=smooth,
+                        smoother_options=smoother_options, detector=detector, max_latency=max_latency,
+                        threads=threads)
+    classes = parse_classes(prompt)
     return _run(source, classes, model, sinks, sink_init, device, threshold, batch_size, smooth,
                 smoother_options or {}, detector, max_latency, threads)
 

@@ -158,6 +158,34 @@ def expand_inputs(specs: Sequence[str | int | os.PathLike]) -> list[str | int]:
     return expanded
 
 
+def describe_source(spec: str | int | os.PathLike) -> tuple[str, bool]:
+    """The name `open_source(spec)` gives its source, and whether it is live, without opening it.
+
+    Runs over several sources name their outputs and route their frames by
+    these names before any source is open (opening a camera or stream can
+    take seconds, and names must not depend on which opens first).
+    """
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return f"camera{spec}", True
+    text = os.fspath(spec) if isinstance(spec, os.PathLike) else str(spec)
+    if not isinstance(text, str):
+        text = os.fsdecode(text)
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        if scheme.lower() in NETWORK_SCHEMES:
+            return _url_name(text), True
+        text = rest
+    match = _CAMERA.fullmatch(text.strip())
+    if match and not Path(text).exists():
+        return f"camera{int(match.group(1))}", True
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path.resolve().name or "images", False
+    if not path.exists() and any(c in text for c in "*?["):
+        return _glob_name(text), False
+    return path.stem or path.name, False
+
+
 def unique_names(names: Sequence[str]) -> list[str]:
     """The names with repeats made unique: clip, clip -> clip, clip-2 (the first keeps its name).
 
