@@ -2,6 +2,7 @@
 
     python pipelines/live_alerts.py camera0 --prompt "dog,tractor"
     python pipelines/live_alerts.py rtsp://cam/stream --prompt person --post http://alerts.local/hook
+    python pipelines/live_alerts.py camera0 camera1 rtsp://gate/stream --prompt person   # one detector for all
 
 Events come from the temporal smoother's states, so one flickering false
 positive never raises an alert. Uses only streamsink's public API.
@@ -13,20 +14,7 @@ import argparse
 import json
 import sys
 import urllib.request
-from collections.abc import Iterable, Iterator
-
 import streamsink
-
-
-def state_changes(results: Iterable, source: str) -> Iterator[dict]:
-    """One event per class whose state differs from the previous frame's (the first frame sets the baseline)."""
-    previous: dict[str, str] | None = None
-    for result in results:
-        if previous is not None:
-            for label, state in result.states.items():
-                if state != previous[label]:
-                    yield {"source": source, "class": label, "state": state, "frame": result.index, "pts": round(result.pts, 3)}
-        previous = dict(result.states)
 
 
 def post(url: str, event: dict, timeout: float = 5.0) -> None:
@@ -37,13 +25,14 @@ def post(url: str, event: dict, timeout: float = 5.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("source")
+    parser.add_argument("sources", nargs="+")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--model", default=streamsink.DEFAULT_MODEL)
     parser.add_argument("--post", metavar="URL", help="POST each event as JSON to this URL as well")
     args = parser.parse_args(argv)
     try:
-        for event in state_changes(streamsink.run(args.source, args.prompt, model=args.model), args.source):
+        sources = args.sources[0] if len(args.sources) == 1 else args.sources
+        for event in streamsink.state_changes(streamsink.run(sources, args.prompt, model=args.model)):
             print(json.dumps(event), flush=True)
             if args.post:
                 try:

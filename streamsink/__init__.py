@@ -35,6 +35,8 @@ _EXPORTS = {
     "JsonlWriter": "streamsink.writers",
     "Window": "streamsink.writers",
     "frame_record": "streamsink.writers",
+    "state_changes": "streamsink.events",
+    "Multiplexer": "streamsink.multiplex",
 }
 
 __all__ = [

@@ -69,15 +69,23 @@ def test_footage_review_empty_folder_is_a_clear_error(tmp_path, tiny_checkpoint,
 
 
 class FakeResult:
-    def __init__(self, index: int, states: dict[str, str]) -> None:
+    def __init__(self, index: int, states: dict[str, str], source: str = "cam") -> None:
         self.index, self.pts, self.states = index, index / 25, states
+        self.frame = type("FakeFrame", (), {"source": source})()
 
 
-def test_state_changes_reports_each_transition_once():
+def test_state_changes_reports_each_transition_once_per_source():
+    import streamsink
+
     states = ["absent", "absent", "present", "present", "absent"]
     results = [FakeResult(i, {"dog": s, "cat": "absent"}) for i, s in enumerate(states)]
-    events = list(recipe("live_alerts").state_changes(results, "cam"))
+    events = list(streamsink.state_changes(results))
     assert [(e["class"], e["state"], e["frame"]) for e in events] == [("dog", "present", 2), ("dog", "absent", 4)]
+    mixed = [FakeResult(0, {"dog": "absent"}, "a"), FakeResult(0, {"dog": "present"}, "b"),
+             FakeResult(1, {"dog": "present"}, "b"), FakeResult(1, {"dog": "present"}, "a")]
+    events = list(streamsink.state_changes(mixed))
+    assert [(e["source"], e["state"], e["frame"]) for e in events] == [("a", "present", 1)], \
+        "each source has its own baseline: b's first frame raises nothing"
 
 
 @pytest.fixture()
@@ -115,3 +123,23 @@ def test_my_own_loop(tmp_path, tiny_checkpoint):
     written = recipe("my_own_loop").annotate(str(SAMPLE), "triangle,ring", str(tiny_checkpoint), str(out), batch_size=4)
     assert written == len(read_video_pts(SAMPLE)) == 75
     assert read_video_pts(out) == pytest.approx(read_video_pts(SAMPLE))
+
+
+def test_camera_fleet_on_ray_collects_events_of_every_source(tmp_path, tiny_checkpoint):
+    pytest.importorskip("ray")
+    for name in ("gate", "yard"):
+        shutil.copy(SAMPLE, tmp_path / f"{name}.mp4")
+    listing = tmp_path / "cams.txt"
+    listing.write_text(f"# two cameras (recorded here)\n{tmp_path / 'gate.mp4'}\n\n{tmp_path / 'yard.mp4'}  # again\n")
+    fleet = recipe("camera_fleet_ray")
+    sources = fleet.fleet_sources([str(listing)])
+    assert sources == [str(tmp_path / "gate.mp4"), str(tmp_path / "yard.mp4")]
+    events: list[dict] = []
+    summary = fleet.run_fleet(sources, "triangle,ring", str(tiny_checkpoint), per_worker=1, on_event=events.append)
+    assert {name: entry["frames"] for name, entry in summary.items()} == {"gate": 75, "yard": 75}
+    import streamsink
+
+    alone = list(streamsink.state_changes(streamsink.run([sources[0]], "triangle,ring", model=str(tiny_checkpoint))))
+    for name in ("gate", "yard"):
+        got = [{k: v for k, v in e.items() if k != "source"} for e in events if e["source"] == name]
+        assert got == [{k: v for k, v in e.items() if k != "source"} for e in alone], name
