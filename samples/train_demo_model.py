@@ -158,6 +158,32 @@ def make_batch(tokenizer, index: int, batch: int, width: int, height: int, args,
     return pixel_values, text, labels
 
 
+def fix_grounding_loss_targets() -> None:
+    """Make transformers' Grounding DINO loss give each image its own phrases' tokens as targets.
+
+    transformers (5.24 and earlier) offsets image i's class labels by the
+    phrase count of image i itself instead of the phrase count of all images
+    before it, so once prompts differ within a batch, most images are trained
+    towards another prompt's token positions: the classification loss stays
+    flat and the model never learns which class is named. Prompts that are the
+    same for every image hide it (row i*n + c and n + c hold the same tokens
+    only for i <= 1, and identical prompts make every row alike).
+    """
+    from transformers.loss.loss_grounding_dino import GroundingDinoImageLoss
+
+    def target_classes_one_hot(self, outputs, targets, indices):
+        label_maps = outputs["label_maps"]
+        offsets = np.cumsum([0] + [len(maps) for maps in label_maps[:-1]]).tolist()
+        class_labels = torch.cat(
+            [target["class_labels"][j] + offset for target, (_, j), offset in zip(targets, indices, offsets)]
+        )
+        onehot = torch.zeros_like(outputs["logits"], dtype=torch.long)
+        onehot[self._get_source_permutation_idx(indices)] = torch.cat(label_maps, dim=0)[class_labels].to(torch.long)
+        return onehot
+
+    GroundingDinoImageLoss._get_target_classes_one_hot = target_classes_one_hot
+
+
 def lr_factor(progress: float, step: int, warmup: int) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay to 5% over the wall-clock budget."""
     if step < warmup:
@@ -203,6 +229,7 @@ def save(model, processor, out: Path) -> None:
 def train(args) -> None:
     from transformers import GroundingDinoForObjectDetection
 
+    fix_grounding_loss_targets()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
