@@ -105,8 +105,8 @@ def fusion_params(model) -> list[dict[str, float]]:
     """Mean |layer-scale| of each encoder layer's fusion (vision side, text side)."""
     return [
         {
-            "vision_param": float(layer.fusion_layer.vision_param.abs().mean()),
-            "text_param": float(layer.fusion_layer.text_param.abs().mean()),
+            "vision_param": float(layer.fusion_layer.vision_param.detach().abs().mean()),
+            "text_param": float(layer.fusion_layer.text_param.detach().abs().mean()),
         }
         for layer in model.model.encoder.layers
     ]
@@ -287,15 +287,15 @@ def train(args) -> None:
             writer.writerow({
                 "step": step, "images": (step + 1) * args.batch, "elapsed_s": round(time.time() - start, 1),
                 "lr": f"{args.lr * factor:.3g}", "loss": f"{loss.item():.4f}",
-                "loss_ce": f"{float(ld['loss_ce']):.4f}", "loss_bbox": f"{float(ld['loss_bbox']):.4f}",
-                "loss_giou": f"{float(ld['loss_giou']):.4f}",
+                "loss_ce": f"{ld['loss_ce'].item():.4f}", "loss_bbox": f"{ld['loss_bbox'].item():.4f}",
+                "loss_giou": f"{ld['loss_giou'].item():.4f}",
             })
             if step % 20 == 0:
                 f.flush()
                 fp = fusion_params(model)
                 print(f"step {step} t={time.time() - start:.0f}s loss {loss.item():.3f} "
-                      f"ce {float(ld['loss_ce']):.3f} l1 {float(ld['loss_bbox']):.3f} "
-                      f"giou {float(ld['loss_giou']):.3f} lr {args.lr * factor:.2e} "
+                      f"ce {ld['loss_ce'].item():.3f} l1 {ld['loss_bbox'].item():.3f} "
+                      f"giou {ld['loss_giou'].item():.3f} lr {args.lr * factor:.2e} "
                       f"fusion_v {[round(p['vision_param'], 3) for p in fp]}", flush=True)
             if time.time() - last_save > args.save_every * 60:
                 save(model, processor, out)

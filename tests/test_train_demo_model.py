@@ -1,0 +1,61 @@
+"""The demo model's training script: its fix of transformers' loss targets, and a two-step run end to end."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    sys.path.insert(0, str(ROOT / "samples"))
+    spec = importlib.util.spec_from_file_location("train_demo_model", ROOT / "samples" / "train_demo_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_image_is_trained_towards_its_own_phrase_tokens(train_script):
+    import torch
+    from transformers.loss.loss_grounding_dino import GroundingDinoImageLoss
+
+    # Three images whose prompts have 2, 3 and 1 phrases; each phrase marks its own token column.
+    columns = [[1, 2], [3, 4, 5], [6]]
+    label_maps = tuple(torch.nn.functional.one_hot(torch.tensor(c), 8) for c in columns)
+    outputs = {"logits": torch.zeros(3, 4, 8), "label_maps": label_maps}
+    targets = [{"class_labels": torch.tensor([1])}, {"class_labels": torch.tensor([2])}, {"class_labels": torch.tensor([0])}]
+    indices = [(torch.tensor([0]), torch.tensor([0]))] * 3
+    criterion = GroundingDinoImageLoss.__new__(GroundingDinoImageLoss)
+    original = GroundingDinoImageLoss._get_target_classes_one_hot
+    try:
+        train_script.fix_grounding_loss_targets()
+        onehot = GroundingDinoImageLoss._get_target_classes_one_hot(criterion, outputs, targets, indices)
+    finally:
+        GroundingDinoImageLoss._get_target_classes_one_hot = original
+    assert [onehot[i, 0].nonzero().flatten().tolist() for i in range(3)] == [[2], [5], [6]]
+    assert onehot[:, 1:].sum() == 0, "unmatched queries have no target"
+
+
+def test_two_training_steps_save_a_loadable_checkpoint_and_a_log(train_script, tmp_path, monkeypatch):
+    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+    from transformers.loss.loss_grounding_dino import GroundingDinoImageLoss
+
+    monkeypatch.setattr(GroundingDinoImageLoss, "_get_target_classes_one_hot",
+                        GroundingDinoImageLoss._get_target_classes_one_hot)
+    out = tmp_path / "model"
+    monkeypatch.setattr(sys, "argv", ["train_demo_model.py", "--out", str(out), "--steps", "2", "--batch", "2",
+                                      "--image-size", "64", "--eval-images", "2", "--threads", "1"])
+    train_script.main()
+    rows = list(csv.DictReader((out / "training_log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [0, 1] and all(float(r["loss"]) > 0 for r in rows)
+    summary = json.loads((out / "eval.json").read_text())
+    assert summary["eval_images"] == 2 and 0.0 <= summary["ap50"] <= 1.0
+    assert type(AutoModelForZeroShotObjectDetection.from_pretrained(out)).__name__ == "GroundingDinoForObjectDetection"
+    assert AutoProcessor.from_pretrained(out).tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "."]) == [101, 102, 1012]
