@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     for n in args.sources:
         chosen = clips[:n]
         runs = common.interleave({
-            "one command": lambda: one_command(chosen, model, work / "one", extra),
-            "separate processes": lambda: separate_processes(chosen, model, work / "separate", extra),
+            "one command": lambda chosen=chosen: one_command(chosen, model, work / "one", extra),
+            "separate processes": lambda chosen=chosen: separate_processes(chosen, model, work / "separate", extra),
         }, args.rounds)
         frames = n * args.frames
         one, separate = common.median(runs["one command"]), common.median(runs["separate processes"])

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import urllib.request
+
 import streamsink
 
 

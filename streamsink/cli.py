@@ -313,7 +313,14 @@ def _process_many(args: argparse.Namespace, specs: Sequence[str | int]) -> int:
 
 def _process_archive(args: argparse.Namespace, specs: Sequence[str | int]) -> int:
     """`process --ray`: whole files spread over Ray actors (streamsink.archive)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from streamsink.archive import process_archive
 
@@ -333,8 +340,9 @@ def _process_archive(args: argparse.Namespace, specs: Sequence[str | int]) -> in
         task = progress.add_task("archive", total=len(specs), frames=0)
         report = process_archive(
             specs, outdir, prompt=args.prompt[0], model=args.model, sinks=args.sinks, sink_init=args.sink_init,
-            device=args.device, threshold=args.threshold, batch_size=args.batch_size, smooth=not args.no_smooth,
-            raw=args.raw, address=None if args.ray == "local" else args.ray, workers=args.workers,
+            device=args.device, dtype=args.dtype, threshold=args.threshold, batch_size=args.batch_size,
+            smooth=not args.no_smooth, raw=args.raw, threads=args.threads, compile=args.compile,
+            cuda_graphs=args.cuda_graphs, address=None if args.ray == "local" else args.ray, workers=args.workers,
             progress=lambda done, total, frames: progress.update(task, completed=done, total=total, frames=frames),
         )
     return _print_archive_report(console, report, outdir)
@@ -384,7 +392,14 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
     """The shared loop of `process` and `watch`: detect, draw, write, report."""
     from contextlib import ExitStack
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from streamsink.engine import iterate, make_detect
     from streamsink.render import Renderer
@@ -464,6 +479,24 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
                 summary.interrupted = stop.requested
                 break
     return summary
+
+
+def _print_archive_report(console, report, outdir: Path) -> int:
+    """The archive's closing lines; exit 2 when a file failed (the others are complete)."""
+    head = "interrupted" if report.interrupted else "done"
+    console.print(f"{head}: {len(report.done)} files annotated, {len(report.skipped)} already complete, "
+                  f"{len(report.failed)} failed; {report.frames} frames in {report.elapsed:.1f} s "
+                  f"({report.fps:.1f} fps) on {report.workers} workers")
+    for label, seconds in report.presence.items():
+        console.print(f"  {label}: present for ~{seconds:.1f} s in all")
+    for failed in report.failed:
+        console.print(f"  failed: {failed.input}: {failed.error}", markup=False)
+    console.print(f"wrote {outdir / 'summary.json'}")
+    if report.failed:
+        names = ", ".join(f.name for f in report.failed)
+        print(f"streamsink: error: {len(report.failed)} of {len(report.files)} files failed: {names}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_INTERRUPTED if report.interrupted else EXIT_OK
 
 
 def _video_writer(path: Path, source):

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from streamsink.channels import DONE, Channel, Failure, Stopped
 from streamsink.detector.prompt import parse_classes
 from streamsink.smoother import ABSENT, PRESENT
 from streamsink.types import Detections, Frame
@@ -117,60 +118,6 @@ def default_threads(cpus: int | None = None, *, heavy: bool = False) -> int:
     return cpus if heavy else max(1, cpus - 1)
 
 
-class _Stopped(Exception):
-    """The run was stopped; the stage ends quietly."""
-
-
-class _Failure:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_DONE = object()
-
-
-class Channel:
-    """A bounded queue between two stages that gives up waiting once the run stops."""
-
-    def __init__(self, size: int, stop: threading.Event) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, size))
-        self._stop = stop
-
-    def put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def get(self, timeout: float | None = None) -> Any:
-        """The next item; raises queue.Empty after `timeout`, _Stopped once the run stops."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._stop.is_set():
-            wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
-            if wait <= 0:
-                return self._queue.get_nowait()
-            try:
-                return self._queue.get(timeout=wait)
-            except queue.Empty:
-                continue
-        raise _Stopped
-
-    def __iter__(self) -> Iterator[Any]:
-        """Items until the stage before is done; its error is raised here."""
-        while True:
-            item = self.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-
-
 def live_batches(frames: Channel, size: int, max_latency: float) -> Iterator[list[Frame]]:
     """Batches of live frames: one leaves when full or when its first frame is `max_latency` s old.
 
@@ -185,10 +132,10 @@ def live_batches(frames: Channel, size: int, max_latency: float) -> Iterator[lis
                 item = frames.get(timeout=max(0.0, born + max_latency - time.monotonic()))
             except queue.Empty:
                 break
-            if item is _DONE:
+            if item is DONE:
                 yield batch
                 return
-            if isinstance(item, _Failure):
+            if isinstance(item, Failure):
                 yield batch
                 raise item.error
             batch.append(item)
@@ -295,11 +242,11 @@ def iterate(
         def work() -> None:
             try:
                 body()
-            except _Stopped:
+            except Stopped:
                 return
             except BaseException as error:  # handed downstream, raised in the caller's thread
-                out.put(_Failure(error))
-            out.put(_DONE)
+                out.put(Failure(error))
+            out.put(DONE)
 
         return threading.Thread(target=work, name=f"streamsink-{name}", daemon=True)
 

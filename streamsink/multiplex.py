@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streamsink.engine import Channel, DetectStages, _Stopped
+from streamsink.channels import Channel, Stopped
+from streamsink.engine import DetectStages
 from streamsink.errors import one_line
 from streamsink.sources import Source, describe_source, open_source, unique_names
 from streamsink.types import Detections, Frame
@@ -124,7 +125,7 @@ class Multiplexer:
             while running:
                 try:
                     item = self._channel.get()
-                except _Stopped:
+                except Stopped:
                     return
                 if item is _SOURCE_END:
                     running -= 1

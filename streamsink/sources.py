@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import re
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from streamsink.channels import ReadAhead
 from streamsink.errors import SourceError, SourceNotFoundError, StreamsinkError, one_line
 from streamsink.types import Frame
 
@@ -275,80 +275,6 @@ class Source:
         return f"<{type(self).__name__} {self.name!r} {size} fps={self.fps} live={self.is_live}>"
 
 
-class _ReadAhead:
-    """Runs a producer in a thread and hands its items over a bounded queue.
-
-    The producer waits when the queue is full, so nothing is ever dropped and
-    memory stays at `size` items however slow the consumer is.
-    """
-
-    _END = object()
-
-    def __init__(self, produce: Callable[[], Iterator[Any]], size: int, name: str) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=size)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(produce,), name=f"streamsink-read-{name}", daemon=True)
-        self._thread.start()
-
-    def _run(self, produce: Callable[[], Iterator[Any]]) -> None:
-        try:
-            items = produce()
-            try:
-                for item in items:
-                    if not self._put(item):
-                        return
-            finally:
-                close = getattr(items, "close", None)
-                if close is not None:
-                    close()
-        except BaseException as error:  # handed to the consumer, raised there
-            self._put(_Failure(error))
-        else:
-            self._put(self._END)
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def __iter__(self) -> Iterator[Any]:
-        while not self._stop.is_set():
-            try:
-                item = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if item is self._END:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-
-    def qsize(self) -> int:
-        return self._queue.qsize()
-
-    def stop(self, timeout: float = 5.0) -> bool:
-        """Stop the producer and wait for it; False if it did not stop in time."""
-        self._stop.set()
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-
-class _Failure:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
 class FileSource(Source):
     """A video file read with PyAV: every frame, in order, with the stream's own timestamps."""
 
@@ -358,7 +284,7 @@ class FileSource(Source):
         super().__init__(spec, path.stem or path.name)
         self.path = path
         self._buffer = buffer
-        self._reader: _ReadAhead | None = None
+        self._reader: ReadAhead | None = None
         try:
             container = av.open(str(path))
         except PermissionError:
@@ -394,7 +320,7 @@ class FileSource(Source):
         self.frame_count = stream.frames or _estimate_frames(stream, container, self.fps)
 
     def _frames(self) -> Iterator[Frame]:
-        self._reader = _ReadAhead(self._decode, self._buffer, self.name)
+        self._reader = ReadAhead(self._decode, self._buffer, self.name)
         yield from self._reader
 
     def _decode(self) -> Iterator[Frame]:
@@ -435,7 +361,7 @@ class ImageFolderSource(Source):
     ) -> None:
         super().__init__(spec, name or "images")
         self._buffer = buffer
-        self._reader: _ReadAhead | None = None
+        self._reader: ReadAhead | None = None
         self.fps = float(fps) if fps else DEFAULT_IMAGE_FPS
         self.time_base = 1 / Fraction(self.fps).limit_denominator(1001)
         for start, path in enumerate(files):
@@ -451,7 +377,7 @@ class ImageFolderSource(Source):
         self.frame_count = len(self._files)
 
     def _frames(self) -> Iterator[Frame]:
-        self._reader = _ReadAhead(self._read_all, self._buffer, self.name)
+        self._reader = ReadAhead(self._read_all, self._buffer, self.name)
         yield from self._reader
 
     def _read_all(self) -> Iterator[Frame]:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clips import ClipServer, make_clip, read_video_pts
+from test_cli import run_cli
+
 from streamsink.engine import iterate
 from streamsink.multiplex import FAILED, Multiplexer, RoutedDetect, per_source_smoothers, prompts_per_source
 from streamsink.sources import describe_source, expand_inputs, open_source, unique_names
 from streamsink.types import Detections, Frame
-from test_cli import run_cli
 
 # ---------------------------------------------------------------- naming and expansion
 

@@ -1,0 +1,126 @@
+"""Bounded, stoppable hand-over between threads: what every stage of the engine and every reader share.
+
+A producer waits when the queue is full, so memory stays at `size` items
+however slow the consumer is, and nothing is ever dropped (live sources drop
+in their own buffer, before this). Once the run's stop event is set nobody
+waits any more: puts give up, gets raise `Stopped`. A producer's error
+travels to the consumer and is raised there.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+class Stopped(Exception):
+    """The run was stopped; the stage or reader ends quietly."""
+
+
+class Failure:
+    """A producer's error, handed over to be raised in the consumer's thread."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+DONE = object()
+
+
+class Channel:
+    """A bounded queue between two threads that gives up waiting once `stop` is set."""
+
+    def __init__(self, size: int, stop: threading.Event) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self._stop = stop
+
+    def put(self, item: Any) -> bool:
+        """Hand over `item`, waiting while full; False once stopped."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next item; raises queue.Empty after `timeout`, Stopped once stopped."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop.is_set():
+            wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if wait <= 0:
+                return self._queue.get_nowait()
+            try:
+                return self._queue.get(timeout=wait)
+            except queue.Empty:
+                continue
+        raise Stopped
+
+    def __iter__(self) -> Iterator[Any]:
+        """Items until the producer puts DONE; a Failure it put is raised here."""
+        while True:
+            item = self.get()
+            if item is DONE:
+                return
+            if isinstance(item, Failure):
+                raise item.error
+            yield item
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
+
+    def clear(self) -> None:
+        """Drop what is waiting (after a stop), so a blocked producer's last put finds room."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+
+class ReadAhead:
+    """Runs `produce()` in a thread of its own and hands its items over a Channel of `size`."""
+
+    def __init__(self, produce: Callable[[], Iterator[Any]], size: int, name: str) -> None:
+        self._stop = threading.Event()
+        self._channel = Channel(size, self._stop)
+        self._thread = threading.Thread(target=self._run, args=(produce,), name=f"streamsink-read-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self, produce: Callable[[], Iterator[Any]]) -> None:
+        try:
+            items = produce()
+            try:
+                for item in items:
+                    if not self._channel.put(item):
+                        return
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as error:  # handed to the consumer, raised there
+            self._channel.put(Failure(error))
+        else:
+            self._channel.put(DONE)
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._channel
+        except Stopped:
+            return
+
+    def qsize(self) -> int:
+        return self._channel.qsize()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the producer and wait for it; False if it did not stop in time."""
+        self._stop.set()
+        self._channel.clear()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
