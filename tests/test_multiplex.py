@@ -333,3 +333,37 @@ def test_a_stream_that_reconnects_reports_it(tmp_path, tiny_checkpoint, monkeypa
         mux.close()
     assert seen["file"] == 10
     assert mux.states["127.0.0.1_cam_live"].reconnects >= 1
+
+
+def test_ctrl_c_over_several_files_leaves_every_output_playable_and_complete(tmp_path, tiny_checkpoint):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import av
+
+    clips = [make_clip(tmp_path / f"cam{i}.mp4", frames=300, width=320, height=240) for i in range(2)]
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamsink", "process", *map(str, clips), "-p", "dog", "-m", str(tiny_checkpoint),
+         "-o", str(out), "--batch-size", "1"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"), text=True,
+    )
+    deadline = time.monotonic() + 120
+    jsonls = [out / "cam0.jsonl", out / "cam1.jsonl"]
+    while time.monotonic() < deadline and process.poll() is None:
+        if all(p.exists() and len(p.read_text().splitlines()) >= 3 for p in jsonls):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    for jsonl in jsonls:
+        records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        assert 3 <= len(records) < 300
+        assert [r["frame"] for r in records] == list(range(len(records)))
+        with av.open(str(jsonl.with_suffix(".mp4"))) as container:
+            assert sum(1 for _ in container.decode(video=0)) == len(records)
+    assert "Traceback" not in err
