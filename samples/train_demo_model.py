@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import shapes  # noqa: E402
 
 TRAIN_SEED = 1000
+VALIDATION_SEED = 555_001
 EVAL_SEED = 777_001
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -259,8 +260,11 @@ def train(args) -> None:
     log_path = out / "training_log.csv"
     fields = ["step", "images", "elapsed_s", "lr", "loss", "loss_ce", "loss_bbox", "loss_giou"]
     budget = args.minutes * 60
-    start = last_save = time.time()
+    start = last_validation = time.time()
     step = 0
+    best = -1.0
+    validation_log = out / "validation_log.csv"
+    validation_log.write_text("step,elapsed_s,ap50\n")
     with log_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -297,14 +301,27 @@ def train(args) -> None:
                       f"ce {ld['loss_ce'].item():.3f} l1 {ld['loss_bbox'].item():.3f} "
                       f"giou {ld['loss_giou'].item():.3f} lr {args.lr * factor:.2e} "
                       f"fusion_v {[round(p['vision_param'], 3) for p in fp]}", flush=True)
-            if time.time() - last_save > args.save_every * 60:
-                save(model, processor, out)
-                last_save = time.time()
+            if time.time() - last_validation > args.validate_every * 60:
+                best = validate(model, processor, out, args, step, time.time() - start, best, validation_log)
+                last_validation = time.time()
             step += 1
-    model.eval()
-    save(model, processor, out)
+    best = validate(model, processor, out, args, step, time.time() - start, best, validation_log)
     plot_curve(log_path, out / "loss_curve.png")
-    print(f"done: {step} steps, {step * args.batch} images in {time.time() - start:.0f}s", flush=True)
+    print(f"done: {step} steps, {step * args.batch} images in {time.time() - start:.0f}s; kept the weights "
+          f"with the best validation AP50 ({best:.3f})", flush=True)
+
+
+def validate(model, processor, out: Path, args, step: int, elapsed: float, best: float, log: Path) -> float:
+    """Validation AP50 now; the weights are saved when it beats `best` (DETR-style training here can get
+    worse after a while: the box losses of two long runs rose again after 15-30 minutes)."""
+    ap50 = validation_ap50(model, processor, args.validation_images)
+    with log.open("a") as f:
+        f.write(f"{step},{elapsed:.0f},{ap50:.4f}\n")
+    print(f"validation at step {step}: AP50 {ap50:.3f} (best so far {max(best, 0.0):.3f})", flush=True)
+    if ap50 > best:
+        save(model, processor, out)
+        return ap50
+    return best
 
 
 def load(path: str | Path):
@@ -368,11 +385,8 @@ def fusion_share(model, processor, images: list[np.ndarray]) -> dict[str, float]
     }
 
 
-def evaluate(path: str | Path, n_images: int, seed: int, threshold: float) -> dict:
-    """AbstentionReport on `n_images` fresh 320x240 shapes images (seed unused in training), no sinks."""
-    from streamsink.metrics import AbstentionReport, pairs_from
-
-    model, processor = load(path)
+def detection_records(model, processor, n_images: int, seed: int) -> tuple[list, list[np.ndarray]]:
+    """(image id, class, boxes, scores, true boxes) for every class prompted alone on `n_images` shapes images."""
     records = []
     images = []
     for i, (image, annotations) in enumerate(shapes.dataset(seed, n_images)):
@@ -380,6 +394,28 @@ def evaluate(path: str | Path, n_images: int, seed: int, threshold: float) -> di
         for label, (boxes, scores) in zip(shapes.CLASSES, detect(model, processor, image, list(shapes.CLASSES))):
             truth = np.array([a["box"] for a in annotations if a["label"] == label], np.float64).reshape(-1, 4)
             records.append((str(i), label, boxes, scores, truth))
+    return records, images
+
+
+def validation_ap50(model, processor, n_images: int) -> float:
+    """AP50 on the validation seed (neither the training images nor the evaluation seed), for keeping the best weights."""
+    from streamsink.metrics import AbstentionReport, pairs_from
+
+    was_training = model.training
+    model.eval()
+    try:
+        records, _ = detection_records(model, processor, n_images, VALIDATION_SEED)
+    finally:
+        model.train(was_training)
+    return float(AbstentionReport(pairs_from(records)).summary()["ap50"])
+
+
+def evaluate(path: str | Path, n_images: int, seed: int, threshold: float) -> dict:
+    """AbstentionReport on `n_images` fresh 320x240 shapes images (seed unused in training), no sinks."""
+    from streamsink.metrics import AbstentionReport, pairs_from
+
+    model, processor = load(path)
+    records, images = detection_records(model, processor, n_images, seed)
     report = AbstentionReport(pairs_from(records))
     summary = {k: float(v) for k, v in report.summary().items()}
     summary[f"fpr_bg@{threshold}"] = float(report.fpr_bg(threshold))
@@ -413,11 +449,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--clip", type=float, default=0.1)
     parser.add_argument("--empty", type=float, default=0.05, help="fraction of training images with no class shape")
-    parser.add_argument("--absent-p", type=float, default=0.5, help="chance each absent class joins the prompt")
+    parser.add_argument("--absent-p", type=float, default=1.0, help="chance each absent class joins the prompt")
     parser.add_argument("--single-p", type=float, default=0.1, help="chance of a one-present-class prompt")
     parser.add_argument("--word-std", type=float, default=1.0, help="init std of the text word embeddings")
     parser.add_argument("--fusion-scale", type=float, default=1e-4)
-    parser.add_argument("--save-every", type=float, default=10.0, help="minutes between checkpoints")
+    parser.add_argument("--validate-every", type=float, default=5.0,
+                        help="minutes between validations; the weights with the best validation AP50 are kept")
+    parser.add_argument("--validation-images", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-only", action="store_true")

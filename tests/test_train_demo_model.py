@@ -51,9 +51,11 @@ def test_two_training_steps_save_a_loadable_checkpoint_and_a_log(train_script, t
                         GroundingDinoImageLoss._get_target_classes_one_hot)
     out = tmp_path / "model"
     monkeypatch.setattr(sys, "argv", ["train_demo_model.py", "--out", str(out), "--steps", "2", "--batch", "2",
-                                      "--image-size", "64", "--eval-images", "2", "--threads", "1"])
+                                      "--image-size", "64", "--eval-images", "2", "--validation-images", "2", "--threads", "1"])
     train_script.main()
     rows = list(csv.DictReader((out / "training_log.csv").open()))
+    validations = list(csv.DictReader((out / "validation_log.csv").open()))
+    assert [int(v["step"]) for v in validations] == [2] and 0.0 <= float(validations[0]["ap50"]) <= 1.0
     assert [int(r["step"]) for r in rows] == [0, 1] and all(float(r["loss"]) > 0 for r in rows)
     summary = json.loads((out / "eval.json").read_text())
     assert summary["eval_images"] == 2 and 0.0 <= summary["ap50"] <= 1.0
