@@ -13,9 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_archive  # noqa: E402
 import bench_e2e  # noqa: E402
 import bench_live  # noqa: E402
 import bench_memory  # noqa: E402
+import bench_multistream  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_sinks  # noqa: E402
 
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     bench_sinks.main(["--kind", "bench-tiny", *device])
     bench_live.main(["--kind", "bench-tiny", *device])
     bench_memory.main(["--kind", "bench-tiny", "--frames", "600", "--extra", f"--device {args.device}"])
+    bench_multistream.main(["--kind", "bench-tiny", *device])
+    bench_archive.main([])
     if args.quick:
         return
     frames, rounds = ("100", "2") if cuda else ("3", "1")

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cuda-graphs", action="store_true", help="CUDA: capture the forward pass as a CUDA graph at the fixed batch and size")
 
     process = commands.add_parser("process", help="annotate recorded footage: video files, folders or globs of videos or images")
-    process.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, folder or glob of videos (one input each), or folder or glob of images (one image sequence)")
+    process.add_argument("inputs", nargs="*", metavar="INPUT", help="video file, folder or glob of videos (one input each), or folder or glob of images (one image sequence)")
     add_common(process)
     process.add_argument("-o", "--output", help="annotated video (default out/<input name>.mp4); with several inputs a folder (default out/) that gets <name>.mp4 and <name>.jsonl for each")
     process.add_argument("--jsonl", help="per-frame JSONL, or - for stdout (default: beside the video)")
@@ -246,6 +246,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     if args.ray is not None and _is_input(args.ray):  # `--ray clips/`: the folder is an input, not an address
         inputs.insert(0, args.ray)
         args.ray = "local"
+    if not inputs:
+        raise UsageError("process needs at least one INPUT: a video, a folder or a glob (see 'streamsink process --help')")
     specs = expand_inputs(inputs)
     if args.ray is not None:
         return _process_archive(args, specs)
