@@ -25,6 +25,7 @@ Why the bookkeeping below exists:
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import logging
@@ -63,6 +64,10 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 class RayNotInstalledError(StreamsinkError, ImportError):
     """Ray, needed only for archives, is not installed."""
+
+
+class ReplicaBrokenError(StreamsinkError):
+    """A replica could not load its model (a replacement short of GPU memory, say): the replica's fault, not the file's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +207,7 @@ class _Job:
     input: str
     outdir: str
     token: str
+    submitted: int = 0  # order of submission, to tell the running file from those queued behind it
 
     @property
     def video(self) -> Path:
@@ -212,10 +218,31 @@ class _Job:
         return Path(self.outdir) / f"{self.name}.jsonl"
 
     @property
+    def provenance(self) -> Path:
+        """Which input and settings the final outputs were made from; hidden, renamed into place before the JSONL."""
+        return Path(self.outdir) / f".{self.name}.source.json"
+
+    @property
     def partials(self) -> tuple[Path, Path]:
         """Hidden, so a folder of outputs read back as inputs never picks them up; .mp4 keeps the container."""
         stem = Path(self.outdir) / f".{self.name}.{self.token}.part"
         return stem.with_name(stem.name + ".mp4"), stem.with_name(stem.name + ".jsonl")
+
+
+def _fingerprint(path: str, settings: _Settings) -> dict[str, Any]:
+    """What outputs depend on: the input file (path, size, modification time) and the detection settings.
+
+    A rerun skips a file only when its outputs carry the same fingerprint, so a
+    same-named file from another folder, an edited file or another model,
+    prompt or threshold is redone, never passed off as complete.
+    """
+    stat = Path(path).stat()
+    return {
+        "input": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "model": settings.model, "classes": list(settings.classes), "sinks": settings.sinks,
+        "sink_init": settings.sink_init, "threshold": settings.threshold, "smooth": settings.smooth,
+        "raw": settings.raw,
+    }
 
 
 class _Presence:
@@ -299,13 +326,18 @@ class ArchiveWorker:
 
     def process(self, job: _Job) -> FileResult:
         """Annotate one file into its final outputs; a failure is returned (status failed), never half-written."""
+        if self._error is not None:
+            raise ReplicaBrokenError(f"replica could not load the model: {one_line(self._error)}")
         started = time.monotonic()
         video_partial, jsonl_partial = job.partials
         try:
-            if self._error is not None:
-                raise self._error
+            fingerprint = _fingerprint(job.input, self.settings)
             frames, presence = self._annotate(job, video_partial, jsonl_partial)
+            job.jsonl.unlink(missing_ok=True)  # an old final JSONL must not vouch for the new video
             os.replace(video_partial, job.video)
+            provenance = job.provenance.with_name(job.provenance.name + f".{job.token}.part")
+            provenance.write_text(json.dumps(fingerprint) + "\n", encoding="utf-8")
+            os.replace(provenance, job.provenance)
             os.replace(jsonl_partial, job.jsonl)  # last: a final JSONL means both are complete
         except Exception as error:
             for partial in (video_partial, jsonl_partial):
@@ -326,6 +358,8 @@ class ArchiveWorker:
 
         s = self.settings
         with open_source(job.input) as source:
+            frames = (frame if frame.source == job.name else dataclasses.replace(frame, source=job.name)
+                      for frame in source)  # JSONL names the output's unique name, as `process A B` does
             if source.is_live:
                 raise SourceError(f"{job.input} is a live source, not a recorded file")
             detect = make_detect(self._detector, s.classes, s.threshold)
@@ -334,11 +368,9 @@ class ArchiveWorker:
             renderer = Renderer()
             presence = _Presence(s.classes)
             with (
-                VideoWriter(video_path, width=source.width, height=source.height, fps=source.fps,
-                            time_base=source.time_base,
-                            audio_from=source.path if source.has_audio else None) as video,
+                VideoWriter.like(source, video_path) as video,
                 JsonlWriter(jsonl_path) as jsonl,
-                closing(iterate(source, detect, batch_size=s.batch_size, smoother=smoother, threads=threads,
+                closing(iterate(frames, detect, batch_size=s.batch_size, smoother=smoother, threads=threads,
                                 render=lambda r: renderer.draw(r.frame.image, r.detections, r.states))) as results,
             ):
                 for result in results:
@@ -429,10 +461,12 @@ def process_archive(
     started = time.monotonic()
     results: list[FileResult | None] = [None] * len(files)
     todo: list[_Job] = []
+    settings = _Settings(str(model), classes, sinks, sink_init, device, dtype, threshold, batch_size, smooth, raw,
+                         threads, 1.0, compile, cuda_graphs, float(_frame_delay))
     for index, (path, name) in enumerate(zip(files, names)):
         job = _Job(index, name, path, str(out), "")
         _remove_partials(out, name)
-        complete = None if overwrite else _complete(job, classes)
+        complete = None if overwrite else _complete(job, classes, settings)
         if complete is not None:
             results[index] = complete
         else:
@@ -449,8 +483,6 @@ def process_archive(
         if todo:
             started_here = _connect(ray, address)
             try:
-                settings = _Settings(str(model), classes, sinks, sink_init, device, dtype, threshold, batch_size,
-                                     smooth, raw, threads, 1.0, compile, cuda_graphs, float(_frame_delay))
                 run.go(ray, todo, settings, workers)
             finally:
                 if started_here:
@@ -483,7 +515,7 @@ class _Slot:
     def __init__(self, actor: Any, number: int) -> None:
         self.actor = actor
         self.number = number
-        self.refs: set[Any] = set()
+        self.refs: list[Any] = []  # in submission order: an actor runs its tasks in that order
 
 
 class _Run:
@@ -499,6 +531,7 @@ class _Run:
         self.attempts: dict[int, int] = {}
         self.deaths: dict[int, int] = {}
         self.in_flight: dict[Any, tuple[_Slot, _Job]] = {}
+        self.submitted = 0
         self.slots: list[_Slot] = []
 
     def go(self, ray: Any, todo: list[_Job], settings: _Settings, workers: int | None) -> None:
@@ -536,7 +569,7 @@ class _Run:
             cause = getattr(error, "cause", None)
             raise (cause if isinstance(cause, BaseException) else error) from None
         except ray.exceptions.RayActorError as error:
-            raise StreamsinkError(f"a detector replica died while loading the model: {_first_line(error)}") from None
+            raise StreamsinkError(f"a detector replica died while loading the model: {one_line(error)}") from None
 
     def _loop(self, ray: Any, pending: deque[_Job]) -> None:
         max_replacements = max(4, 2 * len(self.slots))
@@ -552,7 +585,7 @@ class _Run:
                 if ref not in self.in_flight:
                     continue  # its replica died and its files were requeued already
                 slot, job = self.in_flight.pop(ref)
-                slot.refs.discard(ref)
+                slot.refs.remove(ref)
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayActorError as error:
@@ -560,8 +593,11 @@ class _Run:
                     continue
                 except ray.exceptions.RayTaskError as error:
                     cause = getattr(error, "cause", None)
+                    if isinstance(cause, ReplicaBrokenError):
+                        self._replica_died(ray, slot, job, cause, pending, max_replacements)
+                        continue
                     result = FileResult(job.name, job.input, FAILED,
-                                        error=_reason(cause) if isinstance(cause, BaseException) else _first_line(error))
+                                        error=_reason(cause) if isinstance(cause, BaseException) else one_line(error))
                 self._settle(job, result, pending)
 
     def _fill(self, pending: deque[_Job]) -> None:
@@ -569,9 +605,10 @@ class _Run:
             slot = min(self.slots, key=lambda s: len(s.refs), default=None)
             if slot is None or len(slot.refs) >= IN_FLIGHT_PER_WORKER:
                 return
-            job = replace(pending.popleft(), token=uuid.uuid4().hex[:12])
+            self.submitted += 1
+            job = replace(pending.popleft(), token=uuid.uuid4().hex[:12], submitted=self.submitted)
             ref = slot.actor.process.remote(job)
-            slot.refs.add(ref)
+            slot.refs.append(ref)
             self.in_flight[ref] = (slot, job)
             if self.on_submit is not None:
                 self.on_submit(job.name, slot.actor)
@@ -591,7 +628,8 @@ class _Run:
                       max_replacements: int) -> None:
         """Requeue the dead replica's files at the front (their tries are not used up) and replace it.
 
-        A file it finished before dying keeps its result rather than being redone.
+        A file it finished before dying keeps its result rather than being redone. Only the
+        file it was running (the oldest unfinished) counts the death; those queued behind it did not run.
         """
         lost = [job]
         for ref in list(slot.refs):
@@ -608,10 +646,14 @@ class _Run:
         slot.refs.clear()
         self.slots.remove(slot)
         _kill(ray, slot.actor)
-        logger.warning("detector replica %d died (%s); requeueing %s", slot.number, _first_line(error),
+        logger.warning("detector replica %d died (%s); requeueing %s", slot.number, one_line(error),
                        ", ".join(j.name for j in lost))
-        for lost_job in reversed(lost):
+        lost.sort(key=lambda j: j.submitted)
+        for position, lost_job in reversed(list(enumerate(lost))):
             _remove_job_partials(lost_job)
+            if position > 0 or isinstance(error, ReplicaBrokenError):
+                pending.appendleft(lost_job)
+                continue
             deaths = self.deaths[lost_job.index] = self.deaths.get(lost_job.index, 0) + 1
             if deaths >= MAX_WORKER_DEATHS_PER_FILE:
                 self._finish(lost_job, FAILED, f"its detector replica died {deaths} times while on it")
@@ -762,9 +804,16 @@ def _refuse_overwriting_inputs(files: Sequence[str], names: Sequence[str], out: 
                                   "choose another output folder")
 
 
-def _complete(job: _Job, classes: tuple[str, ...]) -> FileResult | None:
-    """A skipped result when both final outputs exist and the JSONL is for these classes, else None."""
+def _complete(job: _Job, classes: tuple[str, ...], settings: _Settings) -> FileResult | None:
+    """A skipped result when both final outputs exist and were made from this input with these settings, else None."""
     if not (job.video.is_file() and job.jsonl.is_file()):
+        return None
+    try:
+        made_from = json.loads(job.provenance.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        made_from = None
+    if made_from != _fingerprint(job.input, settings):
+        logger.warning("%s was not made from %s with these settings; redoing it", job.jsonl, job.input)
         return None
     presence = _Presence(classes)
     try:
@@ -814,8 +863,3 @@ def _reason(error: BaseException) -> str:
     """One line; streamsink's own errors speak for themselves, others say what they are."""
     text = one_line(error)
     return text if isinstance(error, StreamsinkError) else f"{type(error).__name__}: {text}"
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--jsonl", help="per-frame JSONL, or - for stdout (default: beside the video)")
     process.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="spread whole files over a Ray cluster at ADDRESS (without one: a local Ray instance); needs streamsink[ray]")
     process.add_argument("--workers", type=int, help="--ray: detector replicas (default: one per GPU, or per CPU without GPUs)")
+    process.add_argument("--overwrite", action="store_true", help="--ray: redo files whose outputs are already complete (default: skip them)")
 
     watch = commands.add_parser("watch", help="live view of cameras or streams")
     watch.add_argument("sources", nargs="+", metavar="SOURCE", help="camera0, /dev/video0, an index, rtsp:// or http(s):// URL, or a file; several share one detector")
@@ -170,8 +171,11 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _check_common(args: argparse.Namespace) -> None:
-    """Validate every cheap setting before opening sources or loading a model."""
+def _check_common(args: argparse.Namespace, *, check_device: bool = True) -> None:
+    """Validate every cheap setting before opening sources or loading a model.
+
+    `check_device`: whether this machine's devices matter (not for a remote Ray cluster).
+    """
     from streamsink.detector.prompt import parse_classes
     from streamsink.engine import check_settings
 
@@ -182,9 +186,10 @@ def _check_common(args: argparse.Namespace) -> None:
         raise UsageError(f"--sinks must be >= 0, got {args.sinks}")
     if args.threads is not None and args.threads < 0:
         raise UsageError(f"--threads must be >= 0, got {args.threads}")
-    from streamsink.detector.model import resolve_device
+    if check_device:
+        from streamsink.detector.model import resolve_device
 
-    resolve_device(args.device)
+        resolve_device(args.device)
 
 
 def _prompts(args: argparse.Namespace, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -241,11 +246,13 @@ def default_outputs(name: str, output: str | None, jsonl: str | None) -> tuple[P
 def cmd_process(args: argparse.Namespace) -> int:
     from streamsink.sources import expand_inputs, open_source
 
-    _check_common(args)
     inputs = list(args.inputs)
     if args.ray is not None and _is_input(args.ray):  # `--ray clips/`: the folder is an input, not an address
         inputs.insert(0, args.ray)
         args.ray = "local"
+    if args.ray is None and (args.workers is not None or args.overwrite):
+        raise UsageError("--workers and --overwrite go with --ray")
+    _check_common(args, check_device=args.ray in (None, "local"))
     if not inputs:
         raise UsageError("process needs at least one INPUT: a video, a folder or a glob (see 'streamsink process --help')")
     specs = expand_inputs(inputs)
@@ -276,7 +283,7 @@ def _outputs_many(names: Sequence[str], output: str | None, jsonl: str | None, *
     """Per-source video and JSONL paths of a run over several sources: OUTDIR/<name>.mp4 and .jsonl.
 
     `record`: write videos by default (process) or only when -o names a folder (watch).
-    JSONL goes beside the videos, to stdout (`-`, each line names its source) or into a folder.
+    JSONL goes to stdout (`-`, each line names its source), into a folder, or (process) beside the videos.
     """
     from streamsink.sources import VIDEO_SUFFIXES
 
@@ -290,8 +297,8 @@ def _outputs_many(names: Sequence[str], output: str | None, jsonl: str | None, *
         jsonls = dict.fromkeys(names, "-")
     elif jsonl is not None:
         jsonls = {name: str(Path(jsonl) / f"{name}.jsonl") for name in names}
-    else:
-        jsonls = {name: str(folder / f"{name}.jsonl") if folder is not None else None for name in names}
+    else:  # beside the videos for process; watch writes JSONL only when asked, as with one source
+        jsonls = {name: str(folder / f"{name}.jsonl") if folder is not None and record else None for name in names}
     return videos, jsonls
 
 
@@ -304,8 +311,8 @@ def _process_many(args: argparse.Namespace, specs: Sequence[str | int]) -> int:
         raise UsageError(f"{live[0]} is a live source; use 'streamsink watch'")
     prompts = _prompts(args, mux.names)
     videos, jsonls = _outputs_many(mux.names, args.output, args.jsonl, record=True)
-    for state in mux.states.values():
-        _refuse_overwriting_input(Path(str(state.spec)), videos[state.name], jsonls[state.name])
+    for state in mux.states.values():  # every output against every input: clip.mov's out/clip.mp4 may be an input
+        _refuse_overwriting_input(Path(str(state.spec)), *videos.values(), *jsonls.values())
     console = _stderr_console()
     with mux:
         detector = _load_detector(args, console)
@@ -340,11 +347,12 @@ def _process_archive(args: argparse.Namespace, specs: Sequence[str | int]) -> in
         TimeElapsedColumn(), TimeRemainingColumn(), console=console,
     ) as progress:
         task = progress.add_task("archive", total=len(specs), frames=0)
-        report = process_archive(
+        report = _call_archive(process_archive,
             specs, outdir, prompt=args.prompt[0], model=args.model, sinks=args.sinks, sink_init=args.sink_init,
             device=args.device, dtype=args.dtype, threshold=args.threshold, batch_size=args.batch_size,
             smooth=not args.no_smooth, raw=args.raw, threads=args.threads, compile=args.compile,
             cuda_graphs=args.cuda_graphs, address=None if args.ray == "local" else args.ray, workers=args.workers,
+            overwrite=args.overwrite,
             progress=lambda done, total, frames: progress.update(task, completed=done, total=total, frames=frames),
         )
     return _print_archive_report(console, report, outdir)
@@ -406,7 +414,7 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
     from streamsink.engine import iterate, make_detect
     from streamsink.render import Renderer
     from streamsink.smoother import TemporalSmoother
-    from streamsink.writers import JsonlWriter, frame_record
+    from streamsink.writers import JsonlWriter, VideoWriter, frame_record
 
     summary = Summary(classes)
     renderer = Renderer()
@@ -417,7 +425,7 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
     with ExitStack() as stack, StopFlag() as stop:
         video = None
         if video_path is not None:
-            video = stack.enter_context(_video_writer(video_path, source))
+            video = stack.enter_context(VideoWriter.like(source, video_path))
             summary.outputs.append(str(video_path))
         jsonl = None
         if jsonl_path is not None:
@@ -483,6 +491,15 @@ def _annotate(args, source, detector, classes, video_path, jsonl_path, console, 
     return summary
 
 
+def _call_archive(process_archive, *args, **kwargs):
+    """process_archive, with an unreachable cluster as a one-line usage error."""
+    try:
+        return process_archive(*args, **kwargs)
+    except ConnectionError as error:
+        address = kwargs.get("address") or "the local instance"
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {error}") from None
+
+
 def _print_archive_report(console, report, outdir: Path) -> int:
     """The archive's closing lines; exit 2 when a file failed (the others are complete)."""
     head = "interrupted" if report.interrupted else "done"
@@ -501,14 +518,6 @@ def _print_archive_report(console, report, outdir: Path) -> int:
     return EXIT_INTERRUPTED if report.interrupted else EXIT_OK
 
 
-def _video_writer(path: Path, source):
-    """The annotated video of `source`: its size, rate, timestamps and audio."""
-    from streamsink.writers import VideoWriter
-
-    return VideoWriter(path, width=source.width, height=source.height, fps=source.fps, time_base=source.time_base,
-                       audio_from=source.path if source.has_audio else None)
-
-
 def _annotate_many(args, mux, detector, prompts, videos, jsonls, console, *, live: bool = False, windows: bool = False):
     """`_annotate` for several sources sharing one detector: each has its own smoother, writers and summary.
 
@@ -523,7 +532,7 @@ def _annotate_many(args, mux, detector, prompts, videos, jsonls, console, *, liv
     from streamsink.engine import iterate
     from streamsink.multiplex import RoutedDetect, per_source_smoothers
     from streamsink.render import Renderer
-    from streamsink.writers import JsonlWriter, Window, frame_record
+    from streamsink.writers import JsonlWriter, VideoWriter, Window, frame_record
 
     summaries = {name: Summary(prompts[name]) for name in mux.names}
     renderer = Renderer()
@@ -538,7 +547,7 @@ def _annotate_many(args, mux, detector, prompts, videos, jsonls, console, *, liv
         stack.callback(own.close)
         video = jsonl = window = None
         if videos[name] is not None:
-            video = own.enter_context(_video_writer(videos[name], state.source))
+            video = own.enter_context(VideoWriter.like(state.source, videos[name]))
             summaries[name].outputs.append(str(videos[name]))
         if jsonls[name] == "-":
             jsonl = stdout

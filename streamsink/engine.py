@@ -358,14 +358,17 @@ def run(
     `prompt` is then one prompt for all or a mapping from each source (as
     given, or its name) to its own. Results of all sources come interleaved,
     each source's in order, named by `result.frame.source`; every source is
-    smoothed on its own. A source that fails is logged and left out, the
-    others go on (`streamsink.multiplex.Multiplexer` reports each one's state).
+    smoothed on its own. A source that fails is logged (a warning of
+    logger "streamsink.multiplex") and left out, the others go on; to watch
+    each source's state while running, build a `streamsink.Multiplexer` and
+    pass it to `streamsink.engine.iterate` as the CLI does.
     """
     check_settings(threshold=threshold, batch_size=batch_size, max_latency=max_latency)
     if not isinstance(source, (list, tuple)):
         from streamsink.sources import expand_inputs
 
-        if expand_inputs([source]) != [source]:  # a folder or glob of videos: one source per video
+        # A folder or glob of videos is one source per video; a prompt per source needs the multi-source path.
+        if isinstance(prompt, Mapping) or expand_inputs([source]) != [source]:
             source = [source]
     if isinstance(source, (list, tuple)):
         from streamsink.multiplex import run_many

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,8 +104,10 @@ class Multiplexer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._files_waiting = [state for state in self.states.values() if not state.live]
-        readers = len(self.states) - len(self._files_waiting) + min(max_open_files, len(self._files_waiting))
-        self._channel = Channel(2 * readers, self._stop)
+        # About one waiting frame per live source (older ones are dropped in the source's own buffer
+        # while its reader waits here), two per open file so decoding runs ahead.
+        live = len(self.states) - len(self._files_waiting)
+        self._channel = Channel(live + 2 * min(max_open_files, len(self._files_waiting)), self._stop)
         self._threads: list[threading.Thread] = []
         self._iterated = False
 
@@ -135,6 +138,8 @@ class Multiplexer:
             self.close()
 
     def _start(self) -> None:
+        if self._stop.is_set():
+            return  # closed before iterating: open nothing
         live = [state for state in self.states.values() if state.live]
         for state in live:
             self._threads.append(threading.Thread(target=self._read_live, args=(state,), daemon=True,
@@ -199,12 +204,16 @@ class Multiplexer:
         self._stop.set()
         with self._lock:
             opened = [state.source for state in self.states.values() if state.source is not None]
-        for source in opened:
-            source.close()  # wakes a reader blocked on a camera or a stream
+        # Closing wakes a reader blocked on a camera or a stream; each close may wait for its reader
+        # thread, so they run side by side and everything shares one deadline.
+        closers = [threading.Thread(target=source.close, daemon=True) for source in opened]
+        for closer in closers:
+            closer.start()
+        deadline = time.monotonic() + 10
         current = threading.current_thread()
-        for thread in self._threads:
+        for thread in [*closers, *self._threads]:
             if thread is not current:
-                thread.join(timeout=10)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> Multiplexer:
         return self
@@ -258,22 +267,28 @@ class RoutedDetect:
 
 
 def prompts_per_source(
-    names: Sequence[str], specs: Sequence[str | int], prompt: Any
+    names: Sequence[str], specs: Sequence[str | int], prompt: Any, given: Sequence[str | int] | None = None
 ) -> dict[str, tuple[str, ...]]:
-    """Each source's classes: one prompt for all, or a mapping from source (as given, or its name) to prompt."""
+    """Each source's classes: one prompt for all, or a mapping from source to prompt.
+
+    A mapping's key is a source as given (a folder or glob of videos passes
+    its prompt to every video in it), its expanded path, or its name.
+    `given[i]` is the input that `specs[i]` came from (default: itself).
+    """
     from streamsink.detector.prompt import parse_classes
 
     if not isinstance(prompt, Mapping):
         classes = parse_classes(prompt)
         return dict.fromkeys(names, classes)
+    given = list(specs) if given is None else list(given)
     by_key = {str(key): value for key, value in prompt.items()}
     prompts = {}
-    for name, spec in zip(names, specs):
-        value = by_key.get(str(spec), by_key.get(name))
-        if value is None:
+    for name, spec, origin in zip(names, specs, given):
+        key = next((k for k in (name, str(spec), str(origin)) if k in by_key), None)
+        if key is None:
             raise ValueError(f"no prompt for source {spec!r}")
-        prompts[name] = parse_classes(value)
-    unknown = set(by_key) - {str(spec) for spec in specs} - set(names)
+        prompts[name] = parse_classes(by_key[key])
+    unknown = set(by_key) - {str(s) for s in (*specs, *given)} - set(names)
     if unknown:
         raise ValueError(f"prompt given for unknown source(s): {', '.join(sorted(unknown))}")
     return prompts
@@ -298,9 +313,13 @@ def run_many(
     """`streamsink.run` over several sources; checks now, opens and loads when iterated."""
     from streamsink.sources import expand_inputs
 
-    specs = expand_inputs(sources)
+    specs, given = [], []
+    for source in sources:
+        expanded = expand_inputs([source])
+        specs += expanded
+        given += [source] * len(expanded)
     mux = Multiplexer(specs)
-    prompts = prompts_per_source(mux.names, specs, prompt)
+    prompts = prompts_per_source(mux.names, specs, prompt, given)
     return _run_many(mux, prompts, model, sinks, sink_init, device, threshold, batch_size, smooth,
                      smoother_options or {}, detector, max_latency, threads)
 

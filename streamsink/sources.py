@@ -98,7 +98,7 @@ def open_source(
                 raise SourceError(f"unsupported URL scheme {scheme}:// in {_redact(text)} (use {schemes})")
             text = text.split("://", 1)[1]
         match = _CAMERA.fullmatch(text.strip())
-        if match and not Path(text).exists():
+        if match and (text.strip().startswith("/dev/video") or not Path(text).exists()):
             return CameraSource(int(match.group(1)), text, buffer=buffer, fps=fps, retries=retries)
 
     path = Path(text).expanduser()
@@ -176,7 +176,7 @@ def describe_source(spec: str | int | os.PathLike) -> tuple[str, bool]:
             return _url_name(text), True
         text = rest
     match = _CAMERA.fullmatch(text.strip())
-    if match and not Path(text).exists():
+    if match and (text.strip().startswith("/dev/video") or not Path(text).exists()):
         return f"camera{int(match.group(1))}", True
     path = Path(text).expanduser()
     if path.is_dir():

@@ -166,6 +166,12 @@ class VideoWriter:
         stream.options = options
         return stream
 
+    @classmethod
+    def like(cls, source, path: str | Path, **options) -> VideoWriter:
+        """A writer for the annotated copy of `source` (an opened Source): its size, rate, timestamps and audio."""
+        return cls(path, width=source.width, height=source.height, fps=source.fps, time_base=source.time_base,
+                   audio_from=source.path if source.has_audio else None, **options)
+
     def __enter__(self) -> VideoWriter:
         return self
 
