@@ -52,7 +52,7 @@ def assert_complete(out: Path, name: str, source: Path) -> None:
 
 
 def partial_files(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".") and ".part" in p.name)
 
 
 @pytest.fixture(scope="module")
@@ -328,3 +328,21 @@ def test_cli_process_ray_writes_every_file_and_reports_the_corrupt_one(ray_local
     for name in GOOD:
         assert_complete(out, name, archive_dir / f"{name}.mp4")
     assert json.loads((out / "summary.json").read_text())["totals"]["done"] == 4
+
+
+def test_rerun_redoes_outputs_made_from_another_file_or_other_settings(ray_local, tiny_checkpoint, tmp_path):
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    day1.mkdir()
+    day2.mkdir()
+    make_clip(day1 / "cam.mp4", frames=5)
+    make_clip(day2 / "cam.mp4", frames=8)
+    out = tmp_path / "out"
+    first = process_archive([day1], out, prompt=PROMPT, model=str(tiny_checkpoint), workers=1)
+    assert [f.status for f in first.files] == ["done"]
+    again = process_archive([day1], out, prompt=PROMPT, model=str(tiny_checkpoint), workers=1)
+    assert [f.status for f in again.files] == ["skipped"]
+    other_day = process_archive([day2], out, prompt=PROMPT, model=str(tiny_checkpoint), workers=1)
+    assert [(f.status, f.frames) for f in other_day.files] == [("done", 8)], "day1's outputs do not stand for day2's file"
+    assert_complete(out, "cam", day2 / "cam.mp4")
+    other_threshold = process_archive([day2], out, prompt=PROMPT, model=str(tiny_checkpoint), workers=1, threshold=0.5)
+    assert [f.status for f in other_threshold.files] == ["done"]

@@ -237,6 +237,12 @@ def test_run_takes_several_sources(tmp_path, tiny_checkpoint):
     got = {r.frame.source: r.detections.labels for r in streamsink.run(
         [str(folder / "a.mp4"), str(folder / "b.mp4")], {"a": "dog", "b": "cat,cow"}, model=str(tiny_checkpoint), sinks=0)}
     assert got == {"a": ("dog",), "b": ("cat", "cow")}
+    alone = {r.frame.source: r.detections.labels for r in streamsink.run(
+        str(folder / "a.mp4"), {str(folder / "a.mp4"): "cow"}, model=str(tiny_checkpoint), sinks=0)}
+    assert alone == {"a": ("cow",)}, "a mapping with one source is that source's prompt"
+    by_folder = {r.frame.source: r.detections.labels for r in streamsink.run(
+        [str(folder)], {str(folder): "cat"}, model=str(tiny_checkpoint), sinks=0)}
+    assert by_folder == {"a": ("cat",), "b": ("cat",)}, "a folder's prompt goes to every video in it"
 
 
 # ---------------------------------------------------------------- the command line
