@@ -41,14 +41,16 @@ def run_fleet(sources: list[str], prompt: str, model: str, *, per_worker: int = 
               address: str | None = None, seconds: float | None = None, on_event=print) -> dict[str, dict]:
     """Spread `sources` over Ray workers and call `on_event(event)` for every presence event, centrally.
 
-    Returns per source: frames seen and its last states. Stops when every
-    source has ended, after `seconds`, or on Ctrl-C (workers are stopped).
+    Returns per source: frames seen and its last states (sources that never
+    delivered a frame are missing; their failure is logged by the worker).
+    Events carry the worker's number. Stops when every source has ended,
+    after `seconds` (checked as frames arrive), or on Ctrl-C (workers are stopped).
     """
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address)  # workers' warnings (a source that failed, say) reach this terminal
 
     @ray.remote
     class Collector:
@@ -68,8 +70,8 @@ def run_fleet(sources: list[str], prompt: str, model: str, *, per_worker: int = 
     class FleetWorker:
         """One detector, several live sources, presence events to the collector."""
 
-        def __init__(self, group: list[str], collector) -> None:
-            self.group, self.collector, self.stopped = group, collector, False
+        def __init__(self, number: int, group: list[str], collector, threads: int | None) -> None:
+            self.number, self.group, self.collector, self.threads = number, group, collector, threads
 
         def run(self) -> dict[str, dict]:
             seen: dict[str, dict] = {}
@@ -84,16 +86,19 @@ def run_fleet(sources: list[str], prompt: str, model: str, *, per_worker: int = 
                     if deadline is not None and time.monotonic() > deadline:
                         return
 
-            results = streamsink.run(self.group, prompt, model=model)
+            results = streamsink.run(self.group, prompt, model=model, threads=self.threads)
             for event in streamsink.state_changes(tracked(results)):
-                self.collector.add.remote([event])
+                self.collector.add.remote([{**event, "worker": self.number}])
             return seen
 
-    gpus = ray.cluster_resources().get("GPU", 0)
-    resources = {"num_gpus": 1} if gpus else {"num_cpus": cpus_per_worker}
-    collector = Collector.remote()
     groups = [sources[i:i + per_worker] for i in range(0, len(sources), per_worker)]
-    workers = [FleetWorker.options(**resources).remote(group, collector) for group in groups]
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus:  # more workers than GPUs share them; asking for a whole one each would leave some unstarted
+        resources, threads = {"num_gpus": min(1.0, int(gpus / len(groups) * 1000) / 1000)}, None
+    else:  # torch in each worker uses the cores Ray gave it, not every core of the node
+        resources, threads = {"num_cpus": cpus_per_worker}, max(1, int(cpus_per_worker))
+    collector = Collector.remote()
+    workers = [FleetWorker.options(**resources).remote(n, group, collector, threads) for n, group in enumerate(groups)]
     running = [worker.run.remote() for worker in workers]
     summary: dict[str, dict] = {}
     try:
@@ -103,7 +108,9 @@ def run_fleet(sources: list[str], prompt: str, model: str, *, per_worker: int = 
             for event in ray.get(collector.take.remote()):
                 on_event(event)
             for finished in done:
-                summary.update(ray.get(finished))
+                for name, entry in ray.get(finished).items():
+                    # names are unique within a worker; two workers may each have a "camera0"
+                    summary[name if name not in summary else f"{name}@worker{running.index(finished)}"] = entry
         for event in ray.get(collector.take.remote()):
             on_event(event)
     finally:
