@@ -238,8 +238,11 @@ def _stderr_console():
 
 
 def default_outputs(name: str, output: str | None, jsonl: str | None) -> tuple[Path, str]:
-    """`out/<name>.mp4` and a JSONL beside the video unless the user chose."""
-    video = Path(output) if output else Path("out") / f"{name}.mp4"
+    """`out/<name>.mp4` and a JSONL beside the video unless the user chose; -o naming a folder gets <name>.mp4 in it."""
+    if output and (Path(output).is_dir() or output.endswith(("/", os.sep))):
+        video = Path(output) / f"{name}.mp4"
+    else:
+        video = Path(output) if output else Path("out") / f"{name}.mp4"
     return video, jsonl if jsonl else str(video.with_suffix(".jsonl"))
 
 

@@ -373,3 +373,13 @@ def test_ctrl_c_over_several_files_leaves_every_output_playable_and_complete(tmp
         with av.open(str(jsonl.with_suffix(".mp4"))) as container:
             assert sum(1 for _ in container.decode(video=0)) == len(records)
     assert "Traceback" not in err
+
+
+def test_one_input_with_o_naming_a_folder_writes_name_mp4_in_it(tmp_path, tiny_checkpoint, capsys):
+    clip = make_clip(tmp_path / "yard.mp4", frames=3)
+    folder = tmp_path / "outdir"
+    folder.mkdir()
+    code, _, err = run_cli(["process", clip, "-p", "dog", "-m", tiny_checkpoint, "-o", folder], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == ["yard.jsonl", "yard.mp4"]
+    assert len(read_video_pts(folder / "yard.mp4")) == 3
