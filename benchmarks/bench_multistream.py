@@ -43,7 +43,7 @@ def _wait(processes: list[subprocess.Popen]) -> None:
 def one_command(clips: list[Path], model: str, out: Path, extra: list[str]) -> float:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    _wait([_launch([*map(str, clips), "-p", common.PROMPT, "-m", model, "-o", str(out), *extra])])
+    _wait([_launch([*map(str, clips), "-p", common.PROMPT, "-m", model, "-o", f"{out}{os.sep}", *extra])])
     return time.perf_counter() - start
 
 
