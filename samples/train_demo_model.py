@@ -256,7 +256,8 @@ def train(args) -> None:
         # BERT's 0.02 init makes the class words near-identical after LayerNorm (cosine 0.99 after
         # 55 min of training): the detector then cannot tell which class is prompted.
         model.model.text_backbone.embeddings.word_embeddings.weight.normal_(0.0, args.word_std)
-    model.train()
+    device = torch.device(args.device)
+    model.to(device).train()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params / 1e6:.2f}M, images {width}x{height}, batch {args.batch}", flush=True)
 
@@ -284,11 +285,11 @@ def train(args) -> None:
                 processor.tokenizer, step * args.batch, args.batch, width, height, args, rng
             )
             outputs = model(
-                pixel_values=pixel_values,
-                input_ids=text["input_ids"],
-                token_type_ids=text["token_type_ids"],
-                attention_mask=text["attention_mask"],
-                labels=labels,
+                pixel_values=pixel_values.to(device),
+                input_ids=text["input_ids"].to(device),
+                token_type_ids=text["token_type_ids"].to(device),
+                attention_mask=text["attention_mask"].to(device),
+                labels=[{key: value.to(device) for key, value in label.items()} for label in labels],
             )
             loss = outputs.loss
             optimizer.zero_grad(set_to_none=True)
@@ -346,13 +347,13 @@ def detect(model, processor, image: np.ndarray, classes: list[str]) -> list[tupl
     height, width = image.shape[:2]
     inputs = processor(images=[image] * len(classes), text=[f"{c} ." for c in classes],
                        return_tensors="pt", padding="longest")
-    outputs = model(**inputs)
+    outputs = model(**inputs.to(model.device))
     results = []
-    ids = inputs["input_ids"]
+    ids = inputs["input_ids"].cpu()
     for i in range(len(classes)):
         phrase = ~torch.isin(ids[i], torch.tensor([0, 101, 102, 1012, 1029]))
-        probs = outputs.logits[i][:, : ids.shape[1]][:, phrase].sigmoid().mean(-1)
-        cx, cy, w, h = outputs.pred_boxes[i].unbind(-1)
+        probs = outputs.logits[i].float().cpu()[:, : ids.shape[1]][:, phrase].sigmoid().mean(-1)
+        cx, cy, w, h = outputs.pred_boxes[i].float().cpu().unbind(-1)
         boxes = torch.stack([(cx - w / 2) * width, (cy - h / 2) * height,
                              (cx + w / 2) * width, (cy + h / 2) * height], -1)
         results.append((boxes.numpy(), probs.numpy()))
@@ -465,6 +466,7 @@ def main() -> None:
                         help="minutes between validations; the weights with the best validation AP50 are kept")
     parser.add_argument("--validation-images", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda on a machine with a GPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-only", action="store_true")
     parser.add_argument("--eval-images", type=int, default=200)
