@@ -373,10 +373,10 @@ def run(
     if isinstance(source, (list, tuple)):
         from streamsink.multiplex import run_many
 
-        return run_many(source, prompt, model=model, sinks=sinks, sink_init=sink_init, device=device,
-                        threshold=threshold, batch_size=batch_size, smooth=smooth,
-                        smoother_options=smoother_options, detector=detector, max_latency=max_latency,
-                        threads=threads)
+        return run_many(source, prompt, dict(
+            model=model, sinks=sinks, sink_init=sink_init, device=device, threshold=threshold,
+            batch_size=batch_size, smooth=smooth, smoother_options=smoother_options, detector=detector,
+            max_latency=max_latency, threads=threads))
     classes = parse_classes(prompt)
     return _run(source, classes, model, sinks, sink_init, device, threshold, batch_size, smooth,
                 smoother_options or {}, detector, max_latency, threads)

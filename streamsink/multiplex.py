@@ -294,22 +294,7 @@ def prompts_per_source(
     return prompts
 
 
-def run_many(
-    sources: Sequence[str | int],
-    prompt: Any,
-    *,
-    model: str,
-    sinks: int = 16,
-    sink_init: str = "mean",
-    device: str = "auto",
-    threshold: float = 0.3,
-    batch_size: int = 4,
-    smooth: bool = True,
-    smoother_options: dict[str, Any] | None = None,
-    detector: Any | None = None,
-    max_latency: float = 0.0,
-    threads: int | None = None,
-) -> Iterator[Any]:
+def run_many(sources: Sequence[str | int], prompt: Any, settings: Mapping[str, Any]) -> Iterator[Any]:
     """`streamsink.run` over several sources; checks now, opens and loads when iterated."""
     from streamsink.sources import expand_inputs
 
@@ -320,27 +305,27 @@ def run_many(
         given += [source] * len(expanded)
     mux = Multiplexer(specs)
     prompts = prompts_per_source(mux.names, specs, prompt, given)
-    return _run_many(mux, prompts, model, sinks, sink_init, device, threshold, batch_size, smooth,
-                     smoother_options or {}, detector, max_latency, threads)
+    return _run_many(mux, prompts, dict(settings))
 
 
-def _run_many(mux, prompts, model, sinks, sink_init, device, threshold, batch_size, smooth, smoother_options,
-              detector, max_latency, threads):
+def _run_many(mux: Multiplexer, prompts: dict[str, tuple[str, ...]], settings: dict[str, Any]) -> Iterator[Any]:
     from streamsink.engine import iterate
 
     with mux:
+        detector = settings["detector"]
         if detector is None:
             from streamsink.detector import SinkDetector
 
-            detector = SinkDetector.from_pretrained(model, sinks=sinks, sink_init=sink_init, device=device)
-        smoothers = per_source_smoothers(prompts, smoother_options) if smooth else None
+            detector = SinkDetector.from_pretrained(settings["model"], sinks=settings["sinks"],
+                                                    sink_init=settings["sink_init"], device=settings["device"])
+        smoothers = per_source_smoothers(prompts, settings["smoother_options"]) if settings["smooth"] else None
         yield from iterate(
             mux,
-            RoutedDetect(detector, prompts, threshold),
-            batch_size=batch_size,
+            RoutedDetect(detector, prompts, settings["threshold"]),
+            batch_size=settings["batch_size"],
             smoother_for=(lambda frame: smoothers[frame.source]) if smoothers else None,
-            max_latency=max_latency,
-            threads=threads,
+            max_latency=settings["max_latency"],
+            threads=settings["threads"],
         )
 
 
