@@ -571,7 +571,8 @@ def _annotate_many(args, mux, detector, prompts, videos, jsonls, console, *, liv
         progress = status = None
         if live:
             if not windows:
-                status = stack.enter_context(LiveStatus(console))
+                status = stack.enter_context(LiveStatus(console, states=lambda: list(mux.states.values()),
+                                                        on_quit=mux.close))
         else:
             progress = stack.enter_context(Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -664,13 +665,21 @@ class RateMeter:
 
 
 class LiveStatus:
-    """Headless `watch`: a status line per source (fps, latency, drops, per-class state); `q` + Enter or Ctrl-C stops."""
+    """Headless `watch`: a status line per source (fps, latency, drops, per-class state); `q` + Enter or Ctrl-C stops.
 
-    def __init__(self, console) -> None:
+    With `states` (a callable giving the multiplexer's source states) the rows
+    of sources without frames (connecting, failed) refresh twice a second even
+    while no frame arrives, and a quit then calls `on_quit`, which ends the run.
+    """
+
+    def __init__(self, console, states=None, on_quit=None) -> None:
         self.console = console
         self.quit_requested = False
         self._live = None
         self._rows: dict[str, Any] = {}
+        self._states = states
+        self._on_quit = on_quit
+        self._closed = False
 
     def __enter__(self) -> LiveStatus:
         import threading
@@ -681,11 +690,24 @@ class LiveStatus:
         self._live.__enter__()
         if sys.stdin is not None and sys.stdin.isatty():
             threading.Thread(target=self._read_keys, daemon=True, name="streamsink-keys").start()
+        if self._states is not None:
+            threading.Thread(target=self._tick, daemon=True, name="streamsink-status").start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closed = True
         if self._live is not None:
             self._live.__exit__(*exc)
+
+    def _tick(self) -> None:
+        while not self._closed:
+            time.sleep(0.5)
+            if self._closed:
+                return
+            self.show_states(self._states())
+            if self.quit_requested and self._on_quit is not None:
+                on_quit, self._on_quit = self._on_quit, None
+                on_quit()
 
     def _read_keys(self) -> None:
         for line in sys.stdin:

@@ -383,3 +383,25 @@ def test_one_input_with_o_naming_a_folder_writes_name_mp4_in_it(tmp_path, tiny_c
     assert code == 0, err
     assert sorted(p.name for p in folder.iterdir()) == ["yard.jsonl", "yard.mp4"]
     assert len(read_video_pts(folder / "yard.mp4")) == 3
+
+
+def test_headless_status_shows_sources_without_frames_and_quits_without_them():
+    import io
+
+    from rich.console import Console
+
+    from streamsink.cli import LiveStatus
+    from streamsink.multiplex import SourceState
+
+    states = [SourceState("gate", "rtsp://gate/s", True), SourceState("yard", "rtsp://yard/s", True, status=FAILED,
+                                                                       error="yard: connection refused")]
+    quits = []
+    out = io.StringIO()
+    with LiveStatus(Console(file=out, force_terminal=False, width=100), states=lambda: states,
+                    on_quit=lambda: quits.append(True)) as status:
+        time.sleep(0.8)
+        status.quit_requested = True
+        time.sleep(0.8)
+    text = out.getvalue()
+    assert "gate  connecting" in text and "yard  failed: yard: connection refused" in text
+    assert quits == [True], "a quit with no frames arriving still ends the run, once"
