@@ -22,9 +22,12 @@ Traps met on the way (each cost a run): transformers' loss gives most images of 
 batch another prompt's tokens as targets once prompts differ (fixed here by
 `fix_grounding_loss_targets`); BERT's 0.02 word-embedding init makes the class
 words near-identical after its LayerNorm (`--word-std`); Grounding DINO freezes
-the backbone's BatchNorms, so a ResNet trained from scratch has no normalisation;
-and box losses rose again after 15-30 minutes in runs at learning rate 4e-4 and 2e-4
-(at 1e-4 they kept falling), hence the default and the validation.
+the backbone's BatchNorms, so a ResNet trained from scratch has no normalisation
+(`thaw_batch_norms`); box losses rose again after 15-30 minutes at learning rates
+4e-4 and 2e-4 (hence 1e-4, validation and the weight average); and the class
+words' text features collapse onto one shared direction, which makes the detector
+class-agnostic (`class_word_cosine`, `--separate-words`; see
+samples/models/README.md for what each remedy did to the box losses).
 
 Data, initialisation and prompt sampling are seeded; the learning-rate schedule
 follows wall-clock progress through the budget, so the number of steps (and the
@@ -168,22 +171,23 @@ def make_batch(tokenizer, index: int, batch: int, width: int, height: int, args,
     return pixel_values, text, labels
 
 
-def word_overlap(text_features: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """Mean squared cosine between the encoder's features of different words of each prompt (training only).
+def word_overlap(text_features: torch.Tensor, input_ids: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean squared excess of the cosine between different words' encoder features over `margin` (training only).
 
-    Without it the encoder's text layers drift towards one shared direction for every class word (the
-    detection head has no bias term, and a shared text component is the cheapest way to score every
-    query low), and the detector stops telling the prompted classes apart.
+    Trained freely, the text side drifts towards one shared direction for every class word (cosine 0.9995
+    at the encoder output after 15 minutes): the detection head has no bias term, and a component shared
+    by all words is how the model scores every query low. Then it cannot tell the prompted classes apart.
+    The margin leaves room for that shared component and forbids only the collapse.
     """
     words = ~torch.isin(input_ids, torch.tensor([0, 101, 102, 1012, 1029], device=input_ids.device))
     terms = []
     for features, mask in zip(text_features, words):
-        if int(mask.sum()) < 2:
+        n = int(mask.sum())
+        if n < 2:
             continue
         unit = torch.nn.functional.normalize(features[mask], dim=-1)
-        similarity = unit @ unit.T
-        n = len(unit)
-        terms.append(((similarity**2).sum() - n) / (n * (n - 1)))
+        excess = torch.relu(unit @ unit.T - margin) ** 2
+        terms.append((excess.sum() - excess.diagonal().sum()) / (n * (n - 1)))
     return torch.stack(terms).mean() if terms else text_features.sum() * 0
 
 
@@ -329,6 +333,7 @@ def train(args) -> None:
         thaw_batch_norms(model)
     if not args.train_text_encoder:
         model.model.text_backbone.requires_grad_(False)
+    model.config.class_cost = args.class_cost
     device = torch.device(args.device)
     model.to(device).train()
     n_params = sum(p.numel() for p in model.parameters())
@@ -369,7 +374,9 @@ def train(args) -> None:
             )
             loss = outputs.loss
             if args.separate_words > 0:
-                loss = loss + args.separate_words * word_overlap(outputs.encoder_last_hidden_state_text, text["input_ids"].to(device))
+                loss = loss + args.separate_words * word_overlap(
+                    outputs.encoder_last_hidden_state_text, text["input_ids"].to(device), args.word_margin
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -574,6 +581,10 @@ def main() -> None:
                         help="train the BERT text encoder too (from scratch it collapses the class words together)")
     parser.add_argument("--separate-words", type=float, default=0.0,
                         help="weight of the training-only penalty on class words' text features pointing the same way")
+    parser.add_argument("--word-margin", type=float, default=0.5,
+                        help="cosine between class words that --separate-words tolerates")
+    parser.add_argument("--class-cost", type=float, default=1.0,
+                        help="weight of the class term in the Hungarian matching (0: match on boxes alone)")
     parser.add_argument("--fusion-scale", type=float, default=1e-4)
     parser.add_argument("--validate-every", type=float, default=5.0,
                         help="minutes between validations; the weights with the best validation AP50 are kept")
