@@ -61,3 +61,43 @@ def test_two_training_steps_save_a_loadable_checkpoint_and_a_log(train_script, t
     assert summary["eval_images"] == 2 and 0.0 <= summary["ap50"] <= 1.0
     assert type(AutoModelForZeroShotObjectDetection.from_pretrained(out)).__name__ == "GroundingDinoForObjectDetection"
     assert AutoProcessor.from_pretrained(out).tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "."]) == [101, 102, 1012]
+
+
+def test_trained_batch_norms_load_into_the_stock_frozen_layers(train_script, tmp_path):
+    """Training with real BatchNorm must save a checkpoint whose stock (frozen-BN) model computes the same."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForZeroShotObjectDetection, GroundingDinoForObjectDetection
+
+    torch.manual_seed(0)
+    model = GroundingDinoForObjectDetection(train_script.build_config())
+    assert train_script.thaw_batch_norms(model) > 0
+    model.train()
+    with torch.no_grad():  # a few training-mode passes move the running statistics off their init
+        for _ in range(3):
+            model.model.backbone(torch.randn(2, 3, 64, 80) * 3 + 1, torch.ones(2, 64, 80, dtype=torch.long))
+    processor = train_script.build_processor(64)
+    train_script.save(model, processor, tmp_path)
+    stock = AutoModelForZeroShotObjectDetection.from_pretrained(tmp_path).eval()
+    model.eval()
+    inputs = processor(images=np.full((64, 80, 3), 90, np.uint8), text="circle .", return_tensors="pt")
+    with torch.no_grad():
+        ours, theirs = model(**inputs), stock(**inputs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in stock.modules())
+    assert torch.allclose(ours.pred_boxes, theirs.pred_boxes, atol=1e-5)
+    assert torch.allclose(ours.logits[:, :, :4], theirs.logits[:, :, :4], atol=1e-4)
+
+
+def test_word_overlap_on_hand_made_features(train_script):
+    import torch
+
+    ids = torch.tensor([[101, 7, 1012, 8, 1012, 9, 1012, 102], [101, 7, 1012, 102, 0, 0, 0, 0]])
+    features = torch.zeros(2, 8, 3)
+    features[0, [1, 3, 5]] = torch.tensor([[1.0, 0, 0], [1.0, 1.0, 0], [0, 0, 2.0]])  # cosines 0.707, 0, 0
+    features[0, [0, 2, 4, 6, 7]] = 5.0  # special tokens are not words and must not count
+    # Image 1 has a single word: nothing to compare, so only image 0 contributes.
+    expected_margin_0 = 2 * 0.5 / 6  # ordered pairs: (1,3) and (3,1) at cosine^2 0.5, out of 3*2
+    assert abs(float(train_script.word_overlap(features, ids, 0.0)) - expected_margin_0) < 1e-6
+    expected_margin_half = 2 * (2**-0.5 - 0.5) ** 2 / 6
+    assert abs(float(train_script.word_overlap(features, ids, 0.5)) - expected_margin_half) < 1e-6
+    assert float(train_script.word_overlap(features, ids, 0.8)) == 0.0
