@@ -82,6 +82,8 @@ def build_config():
         num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     return GroundingDinoConfig(
         backbone_config=backbone,
@@ -99,6 +101,7 @@ def build_config():
         decoder_n_points=4,
         auxiliary_loss=True,
         fusion_droppath=0.0,
+        dropout=0.0,  # every training image is fresh: nothing to over-fit, and dropout only adds noise
     )
 
 
@@ -188,6 +191,23 @@ def word_overlap(text_features: torch.Tensor, input_ids: torch.Tensor, margin: f
         unit = torch.nn.functional.normalize(features[mask], dim=-1)
         excess = torch.relu(unit @ unit.T - margin) ** 2
         terms.append((excess.sum() - excess.diagonal().sum()) / (n * (n - 1)))
+    return torch.stack(terms).mean() if terms else text_features.sum() * 0
+
+
+def word_spread(text_features: torch.Tensor, input_ids: torch.Tensor, floor: float) -> torch.Tensor:
+    """Mean shortfall of each feature dimension's spread across a prompt's words below `floor` (training only).
+
+    A hinge on the standard deviation (as in VICReg), unlike a cosine penalty, keeps
+    its gradient when the words have already collapsed together, so it works with a
+    trainable text encoder, and it leaves room for a component that all words share.
+    """
+    words = ~torch.isin(input_ids, torch.tensor([0, 101, 102, 1012, 1029], device=input_ids.device))
+    terms = []
+    for features, mask in zip(text_features, words):
+        if int(mask.sum()) < 2:
+            continue
+        spread = torch.sqrt(features[mask].float().var(dim=0) + 1e-4)
+        terms.append(torch.relu(floor - spread).mean())
     return torch.stack(terms).mean() if terms else text_features.sum() * 0
 
 
@@ -376,6 +396,10 @@ def train(args) -> None:
             if args.separate_words > 0:
                 loss = loss + args.separate_words * word_overlap(
                     outputs.encoder_last_hidden_state_text, text["input_ids"].to(device), args.word_margin
+                )
+            if args.spread_words > 0:
+                loss = loss + args.spread_words * word_spread(
+                    outputs.encoder_last_hidden_state_text, text["input_ids"].to(device), args.spread_floor
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -585,6 +609,10 @@ def main() -> None:
                         help="cosine between class words that --separate-words tolerates")
     parser.add_argument("--class-cost", type=float, default=1.0,
                         help="weight of the class term in the Hungarian matching (0: match on boxes alone)")
+    parser.add_argument("--spread-words", type=float, default=0.0,
+                        help="weight of the training-only hinge on the class words' per-dimension spread")
+    parser.add_argument("--spread-floor", type=float, default=0.5,
+                        help="per-dimension standard deviation across a prompt's words below which --spread-words bites")
     parser.add_argument("--fusion-scale", type=float, default=1e-4)
     parser.add_argument("--validate-every", type=float, default=5.0,
                         help="minutes between validations; the weights with the best validation AP50 are kept")

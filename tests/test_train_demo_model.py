@@ -101,3 +101,26 @@ def test_word_overlap_on_hand_made_features(train_script):
     expected_margin_half = 2 * (2**-0.5 - 0.5) ** 2 / 6
     assert abs(float(train_script.word_overlap(features, ids, 0.5)) - expected_margin_half) < 1e-6
     assert float(train_script.word_overlap(features, ids, 0.8)) == 0.0
+
+
+def test_word_spread_on_hand_made_features(train_script):
+    import torch
+
+    ids = torch.tensor([[101, 7, 1012, 8, 1012, 102]])
+    features = torch.zeros(1, 6, 2)
+    features[0, 1] = torch.tensor([1.0, 3.0])
+    features[0, 3] = torch.tensor([1.0, 1.0])  # dimension 0: no spread; dimension 1: std sqrt(2)
+    floor = 1.0
+    expected = ((floor - 1e-2) + 0.0) / 2  # sqrt(0 + 1e-4) = 0.01 falls short by 0.99; sqrt(2 + 1e-4) clears the floor
+    assert abs(float(train_script.word_spread(features, ids, floor)) - expected) < 1e-4
+    # At near-collapse (two words 1e-3 apart) the hinge still pushes them apart, where the cosine penalty has
+    # almost no gradient left: why the hinge is the one that can hold a trainable text encoder.
+    collapsed = torch.zeros(1, 6, 2)
+    collapsed[0, 1] = torch.tensor([1.0, 3.0])
+    collapsed[0, 3] = collapsed[0, 1] + 1e-3
+    grads = []
+    for penalty in (lambda f: train_script.word_spread(f, ids, floor), lambda f: train_script.word_overlap(f, ids, 0.0)):
+        f = collapsed.clone().requires_grad_(True)
+        penalty(f).backward()
+        grads.append(float(f.grad.norm()))
+    assert grads[0] > 100 * grads[1], grads
