@@ -397,7 +397,7 @@ def train(args) -> None:
                 loss = loss + args.separate_words * word_overlap(
                     outputs.encoder_last_hidden_state_text, text["input_ids"].to(device), args.word_margin
                 )
-            if args.spread_words > 0:
+            if args.spread_words > 0 and elapsed >= args.spread_after * budget:
                 loss = loss + args.spread_words * word_spread(
                     outputs.encoder_last_hidden_state_text, text["input_ids"].to(device), args.spread_floor
                 )
@@ -524,8 +524,8 @@ def class_word_cosine(model, processor) -> float:
     """Mean cosine between different class words' text features where the detection head reads them.
 
     Near 1 means the detector cannot tell which class was asked for: what a
-    trainable from-scratch text encoder drifted to (0.94 after BERT, 1.00 after
-    the encoder, in a 15-minute run), hence `--no-train-text-encoder` by default.
+    from-scratch text side drifts to (0.94 after BERT, 1.00 after the encoder, in a
+    15-minute run); see samples/models/README.md.
     """
     was_training = model.training
     model.eval()
@@ -601,8 +601,9 @@ def main() -> None:
                         help="train the backbone's BatchNorms (Grounding DINO freezes them)")
     parser.add_argument("--ema", type=float, default=0.999,
                         help="decay of the weight average that is validated and saved (0: the raw weights)")
-    parser.add_argument("--train-text-encoder", action=argparse.BooleanOptionalAction, default=False,
-                        help="train the BERT text encoder too (from scratch it collapses the class words together)")
+    parser.add_argument("--train-text-encoder", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the BERT text encoder (it collapses the class words together; frozen, the "
+                             "encoder's text layers do; the boxes learned best with it trained)")
     parser.add_argument("--separate-words", type=float, default=0.0,
                         help="weight of the training-only penalty on class words' text features pointing the same way")
     parser.add_argument("--word-margin", type=float, default=0.5,
@@ -613,6 +614,8 @@ def main() -> None:
                         help="weight of the training-only hinge on the class words' per-dimension spread")
     parser.add_argument("--spread-floor", type=float, default=0.5,
                         help="per-dimension standard deviation across a prompt's words below which --spread-words bites")
+    parser.add_argument("--spread-after", type=float, default=0.0,
+                        help="share of the budget trained class-agnostic before --spread-words starts (a curriculum)")
     parser.add_argument("--fusion-scale", type=float, default=1e-4)
     parser.add_argument("--validate-every", type=float, default=5.0,
                         help="minutes between validations; the weights with the best validation AP50 are kept")
