@@ -349,6 +349,13 @@ def train(args) -> None:
         # BERT's 0.02 init makes the class words near-identical after LayerNorm (cosine 0.99 after
         # 55 min of training): the detector then cannot tell which class is prompted.
         model.model.text_backbone.embeddings.word_embeddings.weight.normal_(0.0, args.word_std)
+        if args.quiet_text_attention:
+            # The decoder's queries read the prompt through text cross-attention before they place their
+            # deformable sampling points; prompt-dependent input there made the boxes worse in every run
+            # that kept the class words apart. Starting that path at zero lets it grow only as it helps.
+            for layer in model.model.decoder.layers:
+                layer.encoder_attn_text.out_proj.weight.zero_()
+                layer.encoder_attn_text.out_proj.bias.zero_()
     if args.batch_norm:
         thaw_batch_norms(model)
     if not args.train_text_encoder:
@@ -616,6 +623,8 @@ def main() -> None:
                         help="per-dimension standard deviation across a prompt's words below which --spread-words bites")
     parser.add_argument("--spread-after", type=float, default=0.0,
                         help="share of the budget trained class-agnostic before --spread-words starts (a curriculum)")
+    parser.add_argument("--quiet-text-attention", action=argparse.BooleanOptionalAction, default=False,
+                        help="start the decoder's text cross-attention output at zero")
     parser.add_argument("--fusion-scale", type=float, default=1e-4)
     parser.add_argument("--validate-every", type=float, default=5.0,
                         help="minutes between validations; the weights with the best validation AP50 are kept")
