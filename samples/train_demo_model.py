@@ -63,7 +63,7 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def build_config():
+def build_config(num_queries: int = 30):
     """The demo model's shape: small enough for ~1 img/s-per-core training and a < 25 MB checkpoint."""
     from transformers import BertConfig, GroundingDinoConfig, ResNetConfig
 
@@ -95,7 +95,7 @@ def build_config():
         decoder_ffn_dim=256,
         encoder_attention_heads=4,
         decoder_attention_heads=4,
-        num_queries=30,
+        num_queries=num_queries,
         num_feature_levels=4,
         encoder_n_points=4,
         decoder_n_points=4,
@@ -341,7 +341,7 @@ def train(args) -> None:
     width = round(height * 4 / 3)
 
     processor = build_processor(args.image_size)
-    model = GroundingDinoForObjectDetection(build_config())
+    model = GroundingDinoForObjectDetection(build_config(args.queries))
     with torch.no_grad():
         for layer in model.model.encoder.layers:
             layer.fusion_layer.vision_param.fill_(args.fusion_scale)
@@ -625,6 +625,7 @@ def main() -> None:
                         help="share of the budget trained class-agnostic before --spread-words starts (a curriculum)")
     parser.add_argument("--quiet-text-attention", action=argparse.BooleanOptionalAction, default=False,
                         help="start the decoder's text cross-attention output at zero")
+    parser.add_argument("--queries", type=int, default=30, help="decoder queries (two-stage proposals kept)")
     parser.add_argument("--fusion-scale", type=float, default=1e-4)
     parser.add_argument("--validate-every", type=float, default=5.0,
                         help="minutes between validations; the weights with the best validation AP50 are kept")
