@@ -174,6 +174,14 @@ def make_batch(tokenizer, index: int, batch: int, width: int, height: int, args,
     return pixel_values, text, labels
 
 
+NOT_WORDS = (0, 101, 102, 1012, 1029)  # [PAD] [CLS] [SEP] . ? (bert-base-uncased ids, kept by the tiny vocabulary)
+
+
+def word_mask(input_ids: torch.Tensor) -> torch.Tensor:
+    """True where a token is part of a class name, not padding, a special token or a separator."""
+    return ~torch.isin(input_ids, torch.tensor(NOT_WORDS, device=input_ids.device))
+
+
 def word_overlap(text_features: torch.Tensor, input_ids: torch.Tensor, margin: float) -> torch.Tensor:
     """Mean squared excess of the cosine between different words' encoder features over `margin` (training only).
 
@@ -182,9 +190,8 @@ def word_overlap(text_features: torch.Tensor, input_ids: torch.Tensor, margin: f
     by all words is how the model scores every query low. Then it cannot tell the prompted classes apart.
     The margin leaves room for that shared component and forbids only the collapse.
     """
-    words = ~torch.isin(input_ids, torch.tensor([0, 101, 102, 1012, 1029], device=input_ids.device))
     terms = []
-    for features, mask in zip(text_features, words):
+    for features, mask in zip(text_features, word_mask(input_ids)):
         n = int(mask.sum())
         if n < 2:
             continue
@@ -201,9 +208,8 @@ def word_spread(text_features: torch.Tensor, input_ids: torch.Tensor, floor: flo
     its gradient when the words have already collapsed together, so it works with a
     trainable text encoder, and it leaves room for a component that all words share.
     """
-    words = ~torch.isin(input_ids, torch.tensor([0, 101, 102, 1012, 1029], device=input_ids.device))
     terms = []
-    for features, mask in zip(text_features, words):
+    for features, mask in zip(text_features, word_mask(input_ids)):
         if int(mask.sum()) < 2:
             continue
         spread = torch.sqrt(features[mask].float().var(dim=0) + 1e-4)
@@ -471,7 +477,7 @@ def detect(model, processor, image: np.ndarray, classes: list[str]) -> list[tupl
     results = []
     ids = inputs["input_ids"].cpu()
     for i in range(len(classes)):
-        phrase = ~torch.isin(ids[i], torch.tensor([0, 101, 102, 1012, 1029]))
+        phrase = word_mask(ids[i])
         probs = outputs.logits[i].float().cpu()[:, : ids.shape[1]][:, phrase].sigmoid().mean(-1)
         cx, cy, w, h = outputs.pred_boxes[i].float().cpu().unbind(-1)
         boxes = torch.stack([(cx - w / 2) * width, (cy - h / 2) * height,
@@ -542,8 +548,7 @@ def class_word_cosine(model, processor) -> float:
         text = model.model(**inputs).encoder_last_hidden_state_text[0]
     finally:
         model.train(was_training)
-    words = ~torch.isin(inputs["input_ids"][0], torch.tensor([101, 102, 1012], device=model.device))
-    features = torch.nn.functional.normalize(text[words].float(), dim=-1)
+    features = torch.nn.functional.normalize(text[word_mask(inputs["input_ids"][0])].float(), dim=-1)
     similarity = features @ features.T
     n = len(features)
     return float((similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1)))
