@@ -182,6 +182,12 @@ def word_mask(input_ids: torch.Tensor) -> torch.Tensor:
     return ~torch.isin(input_ids, torch.tensor(NOT_WORDS, device=input_ids.device))
 
 
+def mean_over_prompts(text_features: torch.Tensor, input_ids: torch.Tensor, term) -> torch.Tensor:
+    """`term(word_features)` averaged over the prompts of a batch that name two words or more (training only)."""
+    terms = [term(features[mask]) for features, mask in zip(text_features, word_mask(input_ids)) if int(mask.sum()) >= 2]
+    return torch.stack(terms).mean() if terms else text_features.sum() * 0
+
+
 def word_overlap(text_features: torch.Tensor, input_ids: torch.Tensor, margin: float) -> torch.Tensor:
     """Mean squared excess of the cosine between different words' encoder features over `margin` (training only).
 
@@ -190,15 +196,14 @@ def word_overlap(text_features: torch.Tensor, input_ids: torch.Tensor, margin: f
     by all words is how the model scores every query low. Then it cannot tell the prompted classes apart.
     The margin leaves room for that shared component and forbids only the collapse.
     """
-    terms = []
-    for features, mask in zip(text_features, word_mask(input_ids)):
-        n = int(mask.sum())
-        if n < 2:
-            continue
-        unit = torch.nn.functional.normalize(features[mask], dim=-1)
+
+    def term(words: torch.Tensor) -> torch.Tensor:
+        n = len(words)
+        unit = torch.nn.functional.normalize(words, dim=-1)
         excess = torch.relu(unit @ unit.T - margin) ** 2
-        terms.append((excess.sum() - excess.diagonal().sum()) / (n * (n - 1)))
-    return torch.stack(terms).mean() if terms else text_features.sum() * 0
+        return (excess.sum() - excess.diagonal().sum()) / (n * (n - 1))
+
+    return mean_over_prompts(text_features, input_ids, term)
 
 
 def word_spread(text_features: torch.Tensor, input_ids: torch.Tensor, floor: float) -> torch.Tensor:
@@ -208,13 +213,9 @@ def word_spread(text_features: torch.Tensor, input_ids: torch.Tensor, floor: flo
     its gradient when the words have already collapsed together, so it works with a
     trainable text encoder, and it leaves room for a component that all words share.
     """
-    terms = []
-    for features, mask in zip(text_features, word_mask(input_ids)):
-        if int(mask.sum()) < 2:
-            continue
-        spread = torch.sqrt(features[mask].float().var(dim=0) + 1e-4)
-        terms.append(torch.relu(floor - spread).mean())
-    return torch.stack(terms).mean() if terms else text_features.sum() * 0
+    return mean_over_prompts(
+        text_features, input_ids, lambda words: torch.relu(floor - torch.sqrt(words.float().var(dim=0) + 1e-4)).mean()
+    )
 
 
 def fix_grounding_loss_targets() -> None:
@@ -398,9 +399,10 @@ def train(args) -> None:
             pixel_values, text, labels = make_batch(
                 processor.tokenizer, step * args.batch, args.batch, width, height, args, rng
             )
+            input_ids = text["input_ids"].to(device)
             outputs = model(
                 pixel_values=pixel_values.to(device),
-                input_ids=text["input_ids"].to(device),
+                input_ids=input_ids,
                 token_type_ids=text["token_type_ids"].to(device),
                 attention_mask=text["attention_mask"].to(device),
                 labels=[{key: value.to(device) for key, value in label.items()} for label in labels],
@@ -408,11 +410,11 @@ def train(args) -> None:
             loss = outputs.loss
             if args.separate_words > 0:
                 loss = loss + args.separate_words * word_overlap(
-                    outputs.encoder_last_hidden_state_text, text["input_ids"].to(device), args.word_margin
+                    outputs.encoder_last_hidden_state_text, input_ids, args.word_margin
                 )
             if args.spread_words > 0 and elapsed >= args.spread_after * budget:
                 loss = loss + args.spread_words * word_spread(
-                    outputs.encoder_last_hidden_state_text, text["input_ids"].to(device), args.spread_floor
+                    outputs.encoder_last_hidden_state_text, input_ids, args.spread_floor
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
