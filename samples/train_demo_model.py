@@ -54,7 +54,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import shapes  # noqa: E402
+import shapes
 
 TRAIN_SEED = 1000
 VALIDATION_SEED = 555_001
@@ -63,9 +63,12 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def build_config(num_queries: int = 30):
+FAMILIES = ("grounding-dino", "mm-grounding-dino")
+
+
+def build_config(num_queries: int = 30, family: str = "grounding-dino"):
     """The demo model's shape: small enough for ~1 img/s-per-core training and a < 25 MB checkpoint."""
-    from transformers import BertConfig, GroundingDinoConfig, ResNetConfig
+    from transformers import BertConfig, GroundingDinoConfig, MMGroundingDinoConfig, ResNetConfig
 
     backbone = ResNetConfig(
         num_channels=3,
@@ -85,7 +88,8 @@ def build_config(num_queries: int = 30):
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    return GroundingDinoConfig(
+    config_class = GroundingDinoConfig if family == "grounding-dino" else MMGroundingDinoConfig
+    return config_class(
         backbone_config=backbone,
         text_config=text,
         d_model=64,
@@ -218,6 +222,30 @@ def word_spread(text_features: torch.Tensor, input_ids: torch.Tensor, floor: flo
     )
 
 
+def word_choice(logits: torch.Tensor, pred_boxes: torch.Tensor, input_ids: torch.Tensor, labels: list[dict]) -> torch.Tensor:
+    """Cross-entropy over a prompt's class words for the query whose box best covers each true box (training only).
+
+    The stock focal loss scores every (query, word) pair on its own, so a component
+    shared by all words (objectness) lowers it as much as telling classes apart does,
+    and that is all a from-scratch model learns: the class words collapse together.
+    A softmax over the prompt's words is blind to any shared component, so this term
+    rewards only picking the right class (GLIP-style region-word contrast). Every
+    class name is one token, so word k of the prompt is phrase k, the label's index.
+    """
+    from transformers.loss.loss_for_object_detection import box_iou, center_to_corners_format
+
+    terms = []
+    for image_logits, boxes, ids, label in zip(logits, pred_boxes, input_ids, labels):
+        words = word_mask(ids).nonzero().flatten()
+        if len(words) < 2 or len(label["boxes"]) == 0:
+            continue
+        with torch.no_grad():
+            best = box_iou(center_to_corners_format(label["boxes"]), center_to_corners_format(boxes))[0].argmax(1)
+        terms.append(torch.nn.functional.cross_entropy(
+            image_logits[best][:, words].float(), label["class_labels"], reduction="none"))
+    return torch.cat(terms).mean() if terms else pred_boxes.sum() * 0
+
+
 def fix_grounding_loss_targets() -> None:
     """Make transformers' Grounding DINO loss give each image its own phrases' tokens as targets.
 
@@ -253,12 +281,10 @@ def thaw_batch_norms(model) -> int:
     frozen layers' buffers (same names, see `save`) gives a checkpoint that loads
     into the stock class and computes what the trained model computes in eval mode.
     """
-    from transformers.models.grounding_dino.modeling_grounding_dino import GroundingDinoFrozenBatchNorm2d
-
     count = 0
     for module in list(model.modules()):
         for name, child in module.named_children():
-            if isinstance(child, GroundingDinoFrozenBatchNorm2d):
+            if type(child).__name__.endswith("GroundingDinoFrozenBatchNorm2d"):  # either family's class
                 module._modules[name] = torch.nn.BatchNorm2d(child.weight.numel(), eps=1e-5, momentum=0.05)
                 count += 1
     return count
@@ -336,7 +362,7 @@ def save(model, processor, out: Path) -> None:
 
 
 def train(args) -> None:
-    from transformers import GroundingDinoForObjectDetection
+    from transformers import GroundingDinoForObjectDetection, MMGroundingDinoForObjectDetection
 
     fix_grounding_loss_targets()
     torch.set_num_threads(args.threads)
@@ -348,7 +374,8 @@ def train(args) -> None:
     width = round(height * 4 / 3)
 
     processor = build_processor(args.image_size)
-    model = GroundingDinoForObjectDetection(build_config(args.queries))
+    model_class = GroundingDinoForObjectDetection if args.family == "grounding-dino" else MMGroundingDinoForObjectDetection
+    model = model_class(build_config(args.queries, args.family))
     with torch.no_grad():
         for layer in model.model.encoder.layers:
             layer.fusion_layer.vision_param.fill_(args.fusion_scale)
@@ -376,8 +403,8 @@ def train(args) -> None:
     average = WeightAverage(model, args.ema) if args.ema > 0 else None
     kept = average.model if average is not None else model
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = [p for n, p in trainable if p.ndim == 1 or "param" in n]
-    decay = [p for n, p in trainable if not (p.ndim == 1 or "param" in n)]
+    no_decay = [p for n, p in trainable if p.ndim <= 1 or "param" in n]
+    decay = [p for n, p in trainable if not (p.ndim <= 1 or "param" in n)]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
     )
@@ -400,12 +427,13 @@ def train(args) -> None:
                 processor.tokenizer, step * args.batch, args.batch, width, height, args, rng
             )
             input_ids = text["input_ids"].to(device)
+            batch_labels = [{key: value.to(device) for key, value in label.items()} for label in labels]
             outputs = model(
                 pixel_values=pixel_values.to(device),
                 input_ids=input_ids,
                 token_type_ids=text["token_type_ids"].to(device),
                 attention_mask=text["attention_mask"].to(device),
-                labels=[{key: value.to(device) for key, value in label.items()} for label in labels],
+                labels=batch_labels,
             )
             loss = outputs.loss
             if args.separate_words > 0:
@@ -416,6 +444,10 @@ def train(args) -> None:
                 loss = loss + args.spread_words * word_spread(
                     outputs.encoder_last_hidden_state_text, input_ids, args.spread_floor
                 )
+            choice = None
+            if args.word_choice > 0:
+                choice = word_choice(outputs.logits, outputs.pred_boxes, input_ids, batch_labels)
+                loss = loss + args.word_choice * choice
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -435,6 +467,7 @@ def train(args) -> None:
                 print(f"step {step} t={time.time() - start:.0f}s loss {loss.item():.3f} "
                       f"ce {ld['loss_ce'].item():.3f} l1 {ld['loss_bbox'].item():.3f} "
                       f"giou {ld['loss_giou'].item():.3f} lr {args.lr * factor:.2e} "
+                      + (f"choice {choice.item():.3f} " if choice is not None else "") +
                       f"fusion_v {[round(p['vision_param'], 3) for p in fp]}", flush=True)
             if time.time() - last_validation > args.validate_every * 60:
                 best = validate(kept, processor, out, args, step, time.time() - start, best, validation_log)
@@ -526,10 +559,10 @@ def detection_records(model, processor, n_images: int, seed: int) -> tuple[list,
     """(image id, class, boxes, scores, true boxes) for every class prompted alone on `n_images` shapes images."""
     records = []
     images = []
-    for i, (image, annotations) in enumerate(shapes.dataset(seed, n_images)):
+    for i, (image, truth_list) in enumerate(shapes.dataset(seed, n_images)):
         images.append(image)
         for label, (boxes, scores) in zip(shapes.CLASSES, detect(model, processor, image, list(shapes.CLASSES))):
-            truth = np.array([a["box"] for a in annotations if a["label"] == label], np.float64).reshape(-1, 4)
+            truth = np.array([a["box"] for a in truth_list if a["label"] == label], np.float64).reshape(-1, 4)
             records.append((str(i), label, boxes, scores, truth))
     return records, images
 
@@ -630,8 +663,12 @@ def main() -> None:
                         help="per-dimension standard deviation across a prompt's words below which --spread-words bites")
     parser.add_argument("--spread-after", type=float, default=0.0,
                         help="share of the budget trained class-agnostic before --spread-words starts (a curriculum)")
+    parser.add_argument("--word-choice", type=float, default=0.0,
+                        help="weight of the training-only softmax over the prompt's words for the best-covering query")
     parser.add_argument("--quiet-text-attention", action=argparse.BooleanOptionalAction, default=False,
                         help="start the decoder's text cross-attention output at zero")
+    parser.add_argument("--family", choices=FAMILIES, default="grounding-dino",
+                        help="mm-grounding-dino's detection head has a learned bias (prior 0.01) and 1/sqrt(d) scale")
     parser.add_argument("--queries", type=int, default=30, help="decoder queries (two-stage proposals kept)")
     parser.add_argument("--fusion-scale", type=float, default=1e-4)
     parser.add_argument("--validate-every", type=float, default=5.0,

@@ -63,14 +63,20 @@ def test_two_training_steps_save_a_loadable_checkpoint_and_a_log(train_script, t
     assert AutoProcessor.from_pretrained(out).tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "."]) == [101, 102, 1012]
 
 
-def test_trained_batch_norms_load_into_the_stock_frozen_layers(train_script, tmp_path):
+@pytest.mark.parametrize("family", ["grounding-dino", "mm-grounding-dino"])
+def test_trained_batch_norms_load_into_the_stock_frozen_layers(train_script, tmp_path, family):
     """Training with real BatchNorm must save a checkpoint whose stock (frozen-BN) model computes the same."""
     import numpy as np
     import torch
-    from transformers import AutoModelForZeroShotObjectDetection, GroundingDinoForObjectDetection
+    from transformers import (
+        AutoModelForZeroShotObjectDetection,
+        GroundingDinoForObjectDetection,
+        MMGroundingDinoForObjectDetection,
+    )
 
     torch.manual_seed(0)
-    model = GroundingDinoForObjectDetection(train_script.build_config())
+    model_class = GroundingDinoForObjectDetection if family == "grounding-dino" else MMGroundingDinoForObjectDetection
+    model = model_class(train_script.build_config(family=family))
     assert train_script.thaw_batch_norms(model) > 0
     model.train()
     with torch.no_grad():  # a few training-mode passes move the running statistics off their init
@@ -79,6 +85,7 @@ def test_trained_batch_norms_load_into_the_stock_frozen_layers(train_script, tmp
     processor = train_script.build_processor(64)
     train_script.save(model, processor, tmp_path)
     stock = AutoModelForZeroShotObjectDetection.from_pretrained(tmp_path).eval()
+    assert type(stock) is model_class
     model.eval()
     inputs = processor(images=np.full((64, 80, 3), 90, np.uint8), text="circle .", return_tensors="pt")
     with torch.no_grad():
@@ -124,3 +131,25 @@ def test_word_spread_on_hand_made_features(train_script):
         penalty(f).backward()
         grads.append(float(f.grad.norm()))
     assert grads[0] > 100 * grads[1], grads
+
+
+def test_word_choice_scores_the_best_covering_query_over_the_prompts_words(train_script):
+    import math
+
+    import torch
+
+    ids = torch.tensor([[101, 7, 1012, 8, 1012, 9, 1012, 102]])  # three one-token phrases: words at 1, 3, 5
+    boxes = torch.tensor([[[0.2, 0.2, 0.1, 0.1], [0.7, 0.7, 0.2, 0.2]]])  # query 1 covers the true box
+    labels = [{"boxes": torch.tensor([[0.7, 0.7, 0.2, 0.2]]), "class_labels": torch.tensor([2])}]
+    logits = torch.full((1, 2, 8), float("-inf"))
+    logits[0, :, :8] = 0.0
+    logits[0, 0, 5] = 50.0  # query 0 is sure of word 2, but it is not the query on the box
+    logits[0, 1, [1, 3, 5]] = torch.tensor([3.0, 3.0, 3.0 + math.log(2)])
+    expected = -math.log(2 / 4)  # softmax over the three words: 2 / (1 + 1 + 2)
+    assert abs(float(train_script.word_choice(logits, boxes, ids, labels)) - expected) < 1e-5
+    # Blind to a component that every word shares, unlike the per-pair focal loss.
+    logits[0, 1, [1, 3, 5]] += 10.0
+    assert abs(float(train_script.word_choice(logits, boxes, ids, labels)) - expected) < 1e-5
+    # Nothing to choose between with one word, or nothing to cover: zero, and still differentiable.
+    lone = train_script.word_choice(logits, boxes.requires_grad_(True), ids[:, [0, 1, 2, 7]], labels)
+    assert float(lone) == 0.0 and lone.requires_grad
