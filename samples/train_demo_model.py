@@ -261,18 +261,18 @@ class ShapeProbe(torch.nn.Module):
 
     def __init__(self, d_model: int, levels: int, classes: int):
         super().__init__()
+        self.levels = levels
         self.head = torch.nn.Linear(d_model * levels * len(self.OFFSETS), classes)
 
     def forward(self, memory: torch.Tensor, image_size: tuple[int, int], labels: list[dict], prompts: list[list[str]]):
         height, width = image_size
-        maps, start = [], 0
-        level = 0
-        while start < memory.shape[1]:
-            h, w = -(-height // (8 << level)), -(-width // (8 << level))
-            maps.append(memory[:, start : start + h * w].transpose(1, 2).reshape(memory.shape[0], -1, h, w))
-            start, level = start + h * w, level + 1
-        if start != memory.shape[1]:
+        sizes = [(-(-height // (8 << level)), -(-width // (8 << level))) for level in range(self.levels)]
+        if sum(h * w for h, w in sizes) != memory.shape[1]:
             raise ValueError(f"memory of {memory.shape[1]} positions does not match {height}x{width} input")
+        maps, start = [], 0
+        for h, w in sizes:  # levels at strides 8, 16, 32, 64, flattened one after another
+            maps.append(memory[:, start : start + h * w].transpose(1, 2).reshape(memory.shape[0], -1, h, w))
+            start += h * w
         features, targets = [], []
         for i, (label, phrases) in enumerate(zip(labels, prompts)):
             if len(label["boxes"]) == 0:

@@ -153,3 +153,29 @@ def test_word_choice_scores_the_best_covering_query_over_the_prompts_words(train
     # Nothing to choose between with one word, or nothing to cover: zero, and still differentiable.
     lone = train_script.word_choice(logits, boxes.requires_grad_(True), ids[:, [0, 1, 2, 7]], labels)
     assert float(lone) == 0.0 and lone.requires_grad
+
+
+def test_shape_probe_reads_the_memory_at_the_true_box(train_script):
+    import math
+
+    import pytest
+    import torch
+
+    # A 64x64 input: levels of 8x8, 4x4, 2x2 and 1x1 positions, flattened one after another.
+    memory = torch.zeros(1, 85, 2)
+    memory[0, 5 * 8 + 3, 0] = 1.0  # level 0, row 5, column 3: the only place channel 0 is set
+    probe = train_script.ShapeProbe(d_model=2, levels=4, classes=6)
+    with torch.no_grad():
+        probe.head.weight.zero_()
+        probe.head.bias.zero_()
+        probe.head.weight[1, 0] = 10.0  # class 1 ("square") reads level 0, channel 0, at the box centre
+    box = torch.tensor([[(3 + 0.5) / 8, (5 + 0.5) / 8, 0.1, 0.1]])  # centred on that cell
+    label = [{"boxes": box, "class_labels": torch.tensor([1])}]
+    right = probe(memory, (64, 64), label, [["ring", "square"]])
+    assert abs(float(right) - math.log(1 + 5 * math.exp(-10))) < 1e-6
+    wrong = probe(memory, (64, 64), label, [["square", "ring"]])  # phrase 1 is now "ring": class 5
+    assert abs(float(wrong) - (10 + math.log(1 + 5 * math.exp(-10)))) < 1e-5
+    elsewhere = probe(memory, (64, 64), [{"boxes": box.flip(-1), "class_labels": torch.tensor([1])}], [["ring", "square"]])
+    assert abs(float(elsewhere) - math.log(6)) < 1e-6
+    with pytest.raises(ValueError, match="does not match"):
+        probe(memory, (64, 96), label, [["ring", "square"]])
