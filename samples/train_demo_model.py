@@ -451,11 +451,14 @@ def train(args) -> None:
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if probe is not None:
         trainable += [(f"probe.{n}", p) for n, p in probe.named_parameters()]
-    no_decay = [p for n, p in trainable if p.ndim <= 1 or "param" in n]
-    decay = [p for n, p in trainable if not (p.ndim <= 1 or "param" in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
-    )
+    groups = []
+    for in_backbone in (False, True):  # a from-scratch CNN takes a larger step than the transformer (`--backbone-lr`)
+        for no_decay in (False, True):
+            params = [p for n, p in trainable
+                      if n.startswith("model.backbone.") == in_backbone and (p.ndim <= 1 or "param" in n) == no_decay]
+            groups.append({"params": params, "weight_decay": 0.0 if no_decay else 1e-4,
+                           "lr_scale": args.backbone_lr if in_backbone else 1.0})
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=args.lr)
     log_path = out / "training_log.csv"
     fields = ["step", "images", "elapsed_s", "lr", "loss", "loss_ce", "loss_bbox", "loss_giou"]
     budget = args.minutes * 60
@@ -470,7 +473,7 @@ def train(args) -> None:
         while (elapsed := time.time() - start) < budget and (args.steps is None or step < args.steps):
             factor = lr_factor(elapsed / budget, step, args.warmup)
             for group in optimizer.param_groups:
-                group["lr"] = args.lr * factor
+                group["lr"] = args.lr * factor * group["lr_scale"]
             pixel_values, text, labels, phrases = make_batch(
                 processor.tokenizer, step * args.batch, args.batch, width, height, args, rng
             )
@@ -690,6 +693,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--backbone-lr", type=float, default=1.0, help="the backbone's learning rate as a multiple of --lr")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--clip", type=float, default=0.1)
     parser.add_argument("--empty", type=float, default=0.05, help="fraction of training images with no class shape")
