@@ -1,13 +1,13 @@
-"""Train the small demo detector (Grounding DINO) from scratch on the shapes world.
+"""Train the small demo detector (MM-Grounding-DINO) from scratch on the shapes world.
 
 `make demo` needs a detector that really finds shapes and really stays quiet on
 absent ones, offline and without downloaded weights. This script builds a small
-GroundingDinoForObjectDetection (ResNet basic-block backbone, 2-layer BERT on a
-1100-id vocabulary), trains it on generated shapes images for a fixed wall-clock
-budget on a CPU, keeps the weights with the best validation AP50, and saves them
-with the processor:
+MMGroundingDinoForObjectDetection (ResNet basic-block backbone, 2-layer BERT on
+a 1100-id vocabulary), trains it on generated shapes images for a fixed
+wall-clock budget on a CPU, keeps the weights with the best validation AP50,
+and saves them with the processor:
 
-    python samples/train_demo_model.py --out samples/models/shapes-gdino --minutes 50
+    python samples/train_demo_model.py --out samples/models/shapes-gdino --minutes 55
     python samples/train_demo_model.py --out samples/models/shapes-gdino --eval-only
 
 Prompts are built the way grounding data is, present classes plus absent ones in
@@ -18,6 +18,17 @@ rare in training (`--empty`), while in use (one class prompted at a time) they
 are the common case; that gap is what attention sinks are meant to close. The
 fusion layers' layer-scale starts at `--fusion-scale` (transformers' 1e-4).
 
+What made the model tell classes apart (sessions 1-4 got class-blind detectors,
+AP50 <= 0.21): the image side never learned *which* shape it saw (linear probes
+on its features were at chance), because the detection losses reach the backbone
+only through the transformer, dominated by the box terms. Two training-only
+terms fix that: `ShapeProbe` (`--shape-probe`), a shape classifier on the
+encoder memory at each true box, and `word_choice` (`--word-choice`), a softmax
+over the prompt's words; the backbone also takes a 10x step (`--backbone-lr`).
+The mm-grounding-dino family (`--family`) gives the detection head a learned
+bias, so scoring empty queries low no longer needs a component shared by all
+class words.
+
 Traps met on the way (each cost a run): transformers' loss gives most images of a
 batch another prompt's tokens as targets once prompts differ (fixed here by
 `fix_grounding_loss_targets`); BERT's 0.02 word-embedding init makes the class
@@ -26,8 +37,8 @@ the backbone's BatchNorms, so a ResNet trained from scratch has no normalisation
 (`thaw_batch_norms`); box losses rose again after 15-30 minutes at learning rates
 4e-4 and 2e-4 (hence 1e-4, validation and the weight average); and the class
 words' text features collapse onto one shared direction, which makes the detector
-class-agnostic (`class_word_cosine`, `--separate-words`; see
-samples/models/README.md for what each remedy did to the box losses).
+class-agnostic (`class_word_cosine`, `--separate-words`, `--spread-words`; see
+samples/models/README.md for what each remedy did).
 
 Data, initialisation and prompt sampling are seeded; the learning-rate schedule
 follows wall-clock progress through the budget, so the number of steps (and the
@@ -693,7 +704,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--backbone-lr", type=float, default=1.0, help="the backbone's learning rate as a multiple of --lr")
+    parser.add_argument("--backbone-lr", type=float, default=10.0, help="the backbone's learning rate as a multiple of --lr")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--clip", type=float, default=0.1)
     parser.add_argument("--empty", type=float, default=0.05, help="fraction of training images with no class shape")
@@ -719,13 +730,13 @@ def main() -> None:
                         help="per-dimension standard deviation across a prompt's words below which --spread-words bites")
     parser.add_argument("--spread-after", type=float, default=0.0,
                         help="share of the budget trained class-agnostic before --spread-words starts (a curriculum)")
-    parser.add_argument("--word-choice", type=float, default=0.0,
+    parser.add_argument("--word-choice", type=float, default=2.0,
                         help="weight of the training-only softmax over the prompt's words for the best-covering query")
-    parser.add_argument("--shape-probe", type=float, default=0.0,
+    parser.add_argument("--shape-probe", type=float, default=4.0,
                         help="weight of the training-only shape classifier on the encoder memory at each true box")
     parser.add_argument("--quiet-text-attention", action=argparse.BooleanOptionalAction, default=False,
                         help="start the decoder's text cross-attention output at zero")
-    parser.add_argument("--family", choices=FAMILIES, default="grounding-dino",
+    parser.add_argument("--family", choices=FAMILIES, default="mm-grounding-dino",
                         help="mm-grounding-dino's detection head has a learned bias (prior 0.01) and 1/sqrt(d) scale")
     parser.add_argument("--queries", type=int, default=30, help="decoder queries (two-stage proposals kept)")
     parser.add_argument("--fusion-scale", type=float, default=1e-4)

@@ -59,7 +59,7 @@ def test_two_training_steps_save_a_loadable_checkpoint_and_a_log(train_script, t
     assert [int(r["step"]) for r in rows] == [0, 1] and all(float(r["loss"]) > 0 for r in rows)
     summary = json.loads((out / "eval.json").read_text())
     assert summary["eval_images"] == 2 and 0.0 <= summary["ap50"] <= 1.0
-    assert type(AutoModelForZeroShotObjectDetection.from_pretrained(out)).__name__ == "GroundingDinoForObjectDetection"
+    assert type(AutoModelForZeroShotObjectDetection.from_pretrained(out)).__name__ == "MMGroundingDinoForObjectDetection"
     assert AutoProcessor.from_pretrained(out).tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "."]) == [101, 102, 1012]
 
 
