@@ -30,7 +30,7 @@ def loaded():
 
 def test_loads_offline_with_the_auto_classes(loaded):
     model, processor = loaded
-    assert type(model).__name__ == "GroundingDinoForObjectDetection"
+    assert type(model).__name__ in ("GroundingDinoForObjectDetection", "MMGroundingDinoForObjectDetection")
     assert type(processor).__name__ == "GroundingDinoProcessor"
 
 
@@ -46,10 +46,21 @@ def test_tokenizer_keeps_the_ids_grounding_dino_hard_codes(loaded):
     assert tokenizer("circle .")["input_ids"] == [101, tokenizer.convert_tokens_to_ids("circle"), 1012, 102]
 
 
-def test_fusion_carries_weight(loaded):
-    """The sink experiments need early fusion: layer-scale far above transformers' 1e-4 init."""
-    for layer in loaded[0].model.encoder.layers:
-        assert float(layer.fusion_layer.vision_param.detach().abs().mean()) > 0.05
+def test_fusion_carries_the_prompt(loaded):
+    """The sink experiments need early fusion: the prompt must change what the image side computes.
+
+    (The first trained model's fusion was a prompt-independent bias: 0.4% change; session 5's run: 61%.)
+    """
+    import torch
+
+    model, processor = loaded
+    image, _ = shapes.make_image(5, empty_probability=0.0)
+    memory = []
+    with torch.no_grad():
+        for prompt in ("circle .", "square ."):
+            inputs = processor(images=image, text=prompt, return_tensors="pt")
+            memory.append(model.model(**inputs).encoder_last_hidden_state_vision)
+    assert float((memory[0] - memory[1]).norm() / memory[0].norm()) > 0.05
 
 
 @pytest.mark.parametrize(("kind", "seed"), [("circle", 1), ("square", 2), ("star", 3), ("cross", 4)])
