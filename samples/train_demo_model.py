@@ -143,12 +143,16 @@ def fusion_params(model) -> list[dict[str, float]]:
     ]
 
 
-def make_prompt(labels: set[str], rng: np.random.Generator, absent_p: float, single_p: float) -> list[str]:
+def make_prompt(labels: set[str], rng: np.random.Generator, absent_p: float, single_p: float,
+                lone_p: float = 0.0) -> list[str]:
     """Present classes plus a non-empty random subset of absent ones, shuffled (grounding-style).
 
-    With chance `single_p` the prompt is one present class alone, like the one-class prompts used in
-    evaluation; such prompts never name an absent class, so they never teach abstention by themselves.
+    With chance `lone_p` the prompt is one class drawn from all six, present or absent: exactly the
+    one-class prompts of evaluation, negatives included. Otherwise, with chance `single_p`, it is one
+    present class alone; such prompts never name an absent class, so they never teach abstention.
     """
+    if lone_p > 0 and rng.random() < lone_p:  # (no draw at 0: earlier runs keep their prompts)
+        return [shapes.CLASSES[rng.integers(len(shapes.CLASSES))]]
     if labels and rng.random() < single_p:
         return [sorted(labels)[rng.integers(len(labels))]]
     absent = [c for c in shapes.CLASSES if c not in labels]
@@ -170,7 +174,7 @@ def make_batch(tokenizer, index: int, batch: int, width: int, height: int, args,
             height=height,
             empty_probability=args.empty,
         )
-        phrases = make_prompt({a["label"] for a in annotations}, rng, args.absent_p, args.single_p)
+        phrases = make_prompt({a["label"] for a in annotations}, rng, args.absent_p, args.single_p, args.lone_p)
         position = {p: i for i, p in enumerate(phrases)}
         annotations = [a for a in annotations if a["label"] in position]
         boxes = np.array([a["box"] for a in annotations], np.float32).reshape(-1, 4)
@@ -710,6 +714,8 @@ def main() -> None:
     parser.add_argument("--empty", type=float, default=0.05, help="fraction of training images with no class shape")
     parser.add_argument("--absent-p", type=float, default=0.5, help="chance each absent class joins the prompt")
     parser.add_argument("--single-p", type=float, default=0.1, help="chance of a one-present-class prompt")
+    parser.add_argument("--lone-p", type=float, default=0.0,
+                        help="chance of a prompt of one class drawn from all six, present or absent (as evaluation prompts)")
     parser.add_argument("--word-std", type=float, default=1.0, help="init std of the text word embeddings")
     parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
                         help="train the backbone's BatchNorms (Grounding DINO freezes them)")

@@ -179,3 +179,13 @@ def test_shape_probe_reads_the_memory_at_the_true_box(train_script):
     assert abs(float(elsewhere) - math.log(6)) < 1e-6
     with pytest.raises(ValueError, match="does not match"):
         probe(memory, (64, 96), label, [["ring", "square"]])
+
+
+def test_lone_prompts_name_one_class_present_or_absent(train_script):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    prompts = [train_script.make_prompt({"circle"}, rng, 0.5, 0.1, lone_p=1.0) for _ in range(200)]
+    assert all(len(p) == 1 for p in prompts)
+    named = {p[0] for p in prompts}
+    assert "circle" in named and len(named) == 6, named  # the present class and every absent one
