@@ -67,14 +67,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import shapes
 
+from streamsink.testing.checkpoints import FAMILIES
+
 TRAIN_SEED = 1000
 VALIDATION_SEED = 555_001
 EVAL_SEED = 777_001
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-FAMILIES = ("grounding-dino", "mm-grounding-dino")
 
 
 def build_config(num_queries: int = 30, family: str = "grounding-dino"):
@@ -118,6 +117,14 @@ def build_config(num_queries: int = 30, family: str = "grounding-dino"):
         fusion_droppath=0.0,
         dropout=0.0,  # every training image is fresh: nothing to over-fit, and dropout only adds noise
     )
+
+
+def build_model(num_queries: int = 30, family: str = "grounding-dino"):
+    """A randomly initialised demo model of either family (their heads differ: see `--family`)."""
+    from transformers import GroundingDinoForObjectDetection, MMGroundingDinoForObjectDetection
+
+    model_class = GroundingDinoForObjectDetection if family == "grounding-dino" else MMGroundingDinoForObjectDetection
+    return model_class(build_config(num_queries, family))
 
 
 def build_processor(image_size: int):
@@ -420,8 +427,6 @@ def save(model, processor, out: Path) -> None:
 
 
 def train(args) -> None:
-    from transformers import GroundingDinoForObjectDetection, MMGroundingDinoForObjectDetection
-
     fix_grounding_loss_targets()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -432,8 +437,7 @@ def train(args) -> None:
     width = round(height * 4 / 3)
 
     processor = build_processor(args.image_size)
-    model_class = GroundingDinoForObjectDetection if args.family == "grounding-dino" else MMGroundingDinoForObjectDetection
-    model = model_class(build_config(args.queries, args.family))
+    model = build_model(args.queries, args.family)
     with torch.no_grad():
         for layer in model.model.encoder.layers:
             layer.fusion_layer.vision_param.fill_(args.fusion_scale)
