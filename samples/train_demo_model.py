@@ -596,6 +596,19 @@ def detect(model, processor, image: np.ndarray, classes: list[str]) -> list[tupl
 
 
 @torch.no_grad()
+def prompt_change(model, processor, image: np.ndarray) -> float:
+    """Relative change of the encoder's image output when the prompt goes from `circle .` to `square .`.
+
+    Sinks act in the fusion layers, so they can only matter where the prompt moves the image side.
+    """
+    memory = []
+    for prompt in ("circle .", "square ."):
+        inputs = processor(images=image, text=prompt, return_tensors="pt").to(model.device)
+        memory.append(model.model(**inputs).encoder_last_hidden_state_vision)
+    return float((memory[0] - memory[1]).norm() / memory[0].norm())
+
+
+@torch.no_grad()
 def fusion_share(model, processor, images: list[np.ndarray]) -> dict[str, float]:
     """How much the text moves the image features: per-layer fusion vs deformable update norms, and
     the relative change of the encoder's image output when the prompt changes (circle vs square)."""
@@ -610,15 +623,8 @@ def fusion_share(model, processor, images: list[np.ndarray]) -> dict[str, float]
 
         hooks.append(layer.fusion_layer.register_forward_hook(on_fusion, with_kwargs=True))
         hooks.append(layer.deformable_layer.register_forward_hook(on_deform, with_kwargs=True))
-    changes = []
     try:
-        for image in images:
-            memory = []
-            for prompt in ("circle .", "square ."):
-                inputs = processor(images=image, text=prompt, return_tensors="pt")
-                out = model.model(**inputs)
-                memory.append(out.encoder_last_hidden_state_vision)
-            changes.append(float((memory[0] - memory[1]).norm() / memory[0].norm()))
+        changes = [prompt_change(model, processor, image) for image in images]
     finally:
         for h in hooks:
             h.remove()

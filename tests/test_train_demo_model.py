@@ -145,7 +145,7 @@ def test_word_choice_scores_the_best_covering_query_over_the_prompts_words(train
     # Blind to a component that every word shares, unlike the per-pair focal loss.
     logits[0, 1, [1, 3, 5]] += 10.0
     assert abs(float(train_script.word_choice(logits, boxes, ids, labels)) - expected) < 1e-5
-    # Nothing to choose between with one word, or nothing to cover: zero, and still differentiable.
+    # Nothing to choose between with one word: zero, and still differentiable.
     lone = train_script.word_choice(logits, boxes.requires_grad_(True), ids[:, [0, 1, 2, 7]], labels)
     assert float(lone) == 0.0 and lone.requires_grad
 
@@ -153,7 +153,6 @@ def test_word_choice_scores_the_best_covering_query_over_the_prompts_words(train
 def test_shape_probe_reads_the_memory_at_the_true_box(train_script):
     import math
 
-    import pytest
     import torch
 
     # A 64x64 input: levels of 8x8, 4x4, 2x2 and 1x1 positions, flattened one after another.
