@@ -337,6 +337,45 @@ def fix_grounding_loss_targets() -> None:
     GroundingDinoImageLoss._get_target_classes_one_hot = target_classes_one_hot
 
 
+def encoder_term_weights(config) -> dict[str, float]:
+    """transformers' weights for the first-stage (`_enc`) loss terms: class 2, L1 and GIoU from the config."""
+    return {"loss_ce": 2.0, "loss_bbox": config.bbox_loss_coefficient, "loss_giou": config.giou_loss_coefficient}
+
+
+def first_stage_loss(outputs, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: list[dict], config):
+    """DINO's first-stage loss on the top-k proposals, with the gradients transformers drops (training only).
+
+    transformers (5.24) computes the `_enc` loss on `topk_coords_logits.detach()` and
+    on the detached proposal features, so the proposal box head
+    (`encoder_output_bbox_embed`) and the projection that scores the proposals
+    (`enc_output`, `enc_output_norm`) get no gradient at all: trained from scratch,
+    the decoder starts from proposals a random MLP placed and a random projection
+    chose. Pretrained checkpoints hide this (those weights were trained elsewhere).
+    This recomputes that loss on the dense first-stage outputs the model returns,
+    picking the same top-k, so every first-stage weight and the encoder memory
+    learn to propose. Returns the weighted sum, comparable with the stock `_enc` terms it replaces.
+    """
+    from transformers.loss.loss_grounding_dino import GroundingDinoHungarianMatcher, GroundingDinoImageLoss
+    from transformers.models.grounding_dino.modeling_grounding_dino import build_label_maps, build_text_mask
+
+    scores = outputs.enc_outputs_class
+    top = torch.topk(scores.max(-1).values, config.num_queries, dim=1).indices
+    logits = torch.gather(scores, 1, top[..., None].expand(-1, -1, scores.shape[-1]))
+    coords = torch.gather(outputs.enc_outputs_coord_logits, 1, top[..., None].expand(-1, -1, 4))
+    boxes = coords.clamp(-20, 20).sigmoid()  # positions without a valid proposal hold inf
+    matcher = GroundingDinoHungarianMatcher(
+        class_cost=config.class_cost, bbox_cost=config.bbox_cost, giou_cost=config.giou_cost)
+    criterion = GroundingDinoImageLoss(matcher=matcher, focal_alpha=config.focal_alpha, losses=["labels", "boxes"])
+    terms = criterion({"logits": logits, "pred_boxes": boxes, "label_maps": build_label_maps(logits, input_ids),
+                       "text_mask": build_text_mask(logits, attention_mask)}, labels)
+    return sum(weight * terms[name] for name, weight in encoder_term_weights(config).items())
+
+
+def stock_first_stage_loss(loss_dict: dict, config) -> torch.Tensor:
+    """The weighted stock `_enc` terms inside `outputs.loss` (what `first_stage_loss` replaces)."""
+    return sum(weight * loss_dict[f"{name}_enc"] for name, weight in encoder_term_weights(config).items())
+
+
 def thaw_batch_norms(model) -> int:
     """Swap the backbone's frozen BatchNorms for trainable ones; returns how many.
 
@@ -506,6 +545,9 @@ def train(args) -> None:
                 labels=batch_labels,
             )
             loss = outputs.loss
+            if args.first_stage_loss:
+                loss = loss - stock_first_stage_loss(outputs.loss_dict, model.config) + first_stage_loss(
+                    outputs, input_ids, text["attention_mask"].to(device), batch_labels, model.config)
             if args.separate_words > 0:
                 loss = loss + args.separate_words * word_overlap(
                     outputs.encoder_last_hidden_state_text, input_ids, args.word_margin
@@ -750,6 +792,8 @@ def main() -> None:
                         help="weight of the training-only softmax over the prompt's words for the best-covering query")
     parser.add_argument("--shape-probe", type=float, default=4.0,
                         help="weight of the training-only shape classifier on the encoder memory at each true box")
+    parser.add_argument("--first-stage-loss", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the proposal stage (transformers computes its loss on detached proposals)")
     parser.add_argument("--quiet-text-attention", action=argparse.BooleanOptionalAction, default=False,
                         help="start the decoder's text cross-attention output at zero")
     parser.add_argument("--family", choices=FAMILIES, default="mm-grounding-dino",

@@ -183,3 +183,35 @@ def test_lone_prompts_name_one_class_present_or_absent(train_script):
     assert all(len(p) == 1 for p in prompts)
     named = {p[0] for p in prompts}
     assert "circle" in named and len(named) == 6, named  # the present class and every absent one
+
+
+@pytest.mark.parametrize("family", ["grounding-dino", "mm-grounding-dino"])
+def test_first_stage_loss_trains_the_proposal_heads_that_the_stock_loss_leaves_untouched(train_script, family):
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    model = train_script.build_model(num_queries=5, family=family).train()
+    processor = train_script.build_processor(64)
+    text = processor.tokenizer(["circle . square .", "ring ."], padding="longest", return_tensors="pt")
+    labels = [{"class_labels": torch.tensor([1, 0]), "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.4]])},
+              {"class_labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]])}]
+    pixels = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 64, 85)).astype(np.float32))
+    outputs = model(pixel_values=pixels, labels=labels, **text)
+
+    proposal_heads = ("encoder_output_bbox_embed.layers.2.", "enc_output.", "enc_output_norm.")
+    def proposal_grads():
+        return {n: p.grad for n, p in model.model.named_parameters() if n.startswith(proposal_heads)}
+
+    train_script.stock_first_stage_loss(outputs.loss_dict, model.config).backward(retain_graph=True)
+    assert all(g is None for g in proposal_grads().values()), "the stock first-stage loss reaches these heads now"
+    loss = train_script.first_stage_loss(outputs, text["input_ids"], text["attention_mask"], labels, model.config)
+    loss.backward()
+    grads = proposal_grads()
+    assert len(grads) == 6 and all(g is not None and g.abs().sum() > 0 for g in grads.values())
+
+    # It scores the proposals the model itself kept: its gathered boxes are the decoder's starting boxes.
+    scores = outputs.enc_outputs_class
+    top = torch.topk(scores.max(-1).values, 5, dim=1).indices
+    kept = torch.gather(outputs.enc_outputs_coord_logits, 1, top[..., None].expand(-1, -1, 4)).sigmoid()
+    torch.testing.assert_close(kept, outputs.encoder_pred_boxes)
