@@ -269,6 +269,55 @@ def word_choice(logits: torch.Tensor, pred_boxes: torch.Tensor, input_ids: torch
     return torch.cat(terms).mean() if terms else pred_boxes.sum() * 0
 
 
+def level_shapes(image_size: tuple[int, int], levels: int) -> list[tuple[int, int]]:
+    """(rows, columns) of each feature level of the demo model's memory: strides 8, 16, 32, 64, rounded up."""
+    height, width = image_size
+    return [(-(-height // (8 << level)), -(-width // (8 << level))) for level in range(levels)]
+
+
+def dense_box_loss(coord_logits: torch.Tensor, image_size: tuple[int, int], levels: int, labels: list[dict]) -> torch.Tensor:
+    """One-to-many box regression for the first stage: each position near a true box's centre learns that box.
+
+    The one-to-one losses teach one proposal per object per step. Here every
+    position of the level(s) matching a box's size (anchor side 0.05 * 2**level
+    within a factor 2 of the box's) whose centre lies in the box's central half
+    regresses the box (L1 x5 + GIoU x2, as the stock weights), the smallest box
+    winning a shared position (FCOS's rule). Boxes only: a class target on those
+    positions would fight the one-to-one class loss that keeps duplicates low.
+    """
+    from transformers.loss.loss_for_object_detection import center_to_corners_format, generalized_box_iou
+
+    centres, anchor_sides = [], []
+    for level, (rows, columns) in enumerate(level_shapes(image_size, levels)):
+        y, x = torch.meshgrid((torch.arange(rows) + 0.5) / rows, (torch.arange(columns) + 0.5) / columns, indexing="ij")
+        centres.append(torch.stack([x.flatten(), y.flatten()], -1))
+        reach = torch.tensor([0.5 / columns, 0.5 / rows]).expand(rows * columns, 2)
+        anchor_sides.append(torch.cat([torch.full((rows * columns, 1), 0.05 * 2**level), reach], 1))
+    centres = torch.cat(centres).to(coord_logits.device)
+    side, reach = torch.cat(anchor_sides).to(coord_logits.device).split([1, 2], 1)
+    predicted, targets = [], []
+    for boxes_logits, label in zip(coord_logits, labels):
+        boxes = label["boxes"]
+        if len(boxes) == 0:
+            continue
+        size = (boxes[:, 2] * boxes[:, 3]).sqrt()
+        fits = (side / size[None] <= 2) & (size[None] / side <= 2)  # (positions, boxes)
+        nearest = (side.log() - size.log()[None]).abs()
+        fits |= nearest == nearest.min(0, keepdim=True).values  # every box gets its closest level at least
+        inside = ((centres[:, None] - boxes[None, :, :2]).abs() <= torch.maximum(boxes[None, :, 2:] / 4, reach[:, None])).all(-1)
+        area = torch.where(fits & inside, size[None].expand_as(fits), torch.inf)
+        owner = area.argmin(1)
+        positive = area.min(1).values.isfinite()
+        predicted.append(boxes_logits[positive].clamp(-20, 20).sigmoid())
+        targets.append(boxes[owner[positive]])
+    if not predicted:
+        return coord_logits.sum() * 0
+    predicted, targets = torch.cat(predicted), torch.cat(targets)
+    l1 = (predicted - targets).abs().sum(-1)
+    giou = 1 - torch.diag(generalized_box_iou(center_to_corners_format(predicted), center_to_corners_format(targets)))
+    return (5 * l1 + 2 * giou).mean()
+
+
 class ShapeProbe(torch.nn.Module):
     """Training-only 6-way classifier on the encoder's image memory around each true box (discarded after training).
 
@@ -287,10 +336,9 @@ class ShapeProbe(torch.nn.Module):
         self.head = torch.nn.Linear(d_model * levels * len(self.OFFSETS), classes)
 
     def forward(self, memory: torch.Tensor, image_size: tuple[int, int], labels: list[dict], prompts: list[list[str]]):
-        height, width = image_size
-        sizes = [(-(-height // (8 << level)), -(-width // (8 << level))) for level in range(self.levels)]
+        sizes = level_shapes(image_size, self.levels)
         if sum(h * w for h, w in sizes) != memory.shape[1]:
-            raise ValueError(f"memory of {memory.shape[1]} positions does not match {height}x{width} input")
+            raise ValueError(f"memory of {memory.shape[1]} positions does not match {image_size[0]}x{image_size[1]} input")
         maps, start = [], 0
         for h, w in sizes:  # levels at strides 8, 16, 32, 64, flattened one after another
             maps.append(memory[:, start : start + h * w].transpose(1, 2).reshape(memory.shape[0], -1, h, w))
@@ -548,6 +596,9 @@ def train(args) -> None:
             if args.first_stage_loss:
                 loss = loss - stock_first_stage_loss(outputs.loss_dict, model.config) + first_stage_loss(
                     outputs, input_ids, text["attention_mask"].to(device), batch_labels, model.config)
+            if args.dense_boxes > 0:
+                loss = loss + args.dense_boxes * dense_box_loss(
+                    outputs.enc_outputs_coord_logits, (height, width), model.config.num_feature_levels, batch_labels)
             if args.separate_words > 0:
                 loss = loss + args.separate_words * word_overlap(
                     outputs.encoder_last_hidden_state_text, input_ids, args.word_margin
@@ -794,6 +845,8 @@ def main() -> None:
                         help="weight of the training-only shape classifier on the encoder memory at each true box")
     parser.add_argument("--first-stage-loss", action=argparse.BooleanOptionalAction, default=True,
                         help="train the proposal stage (transformers computes its loss on detached proposals)")
+    parser.add_argument("--dense-boxes", type=float, default=0.0,
+                        help="weight of the training-only one-to-many box loss on the first stage's positions")
     parser.add_argument("--quiet-text-attention", action=argparse.BooleanOptionalAction, default=False,
                         help="start the decoder's text cross-attention output at zero")
     parser.add_argument("--family", choices=FAMILIES, default="mm-grounding-dino",

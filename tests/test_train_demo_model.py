@@ -215,3 +215,24 @@ def test_first_stage_loss_trains_the_proposal_heads_that_the_stock_loss_leaves_u
     top = torch.topk(scores.max(-1).values, 5, dim=1).indices
     kept = torch.gather(outputs.enc_outputs_coord_logits, 1, top[..., None].expand(-1, -1, 4)).sigmoid()
     torch.testing.assert_close(kept, outputs.encoder_pred_boxes)
+
+
+def test_dense_box_loss_regresses_the_positions_at_a_boxs_centre_on_its_level(train_script):
+    import torch
+
+    # 64x64 input, two levels: 8x8 cells (anchor side 0.05) then 4x4 (0.1); 80 positions.
+    small = [0.3, 0.6, 0.12, 0.1]  # side sqrt(0.012) = 0.11: level 1 only; centre (0.3, 0.6) -> cell (row 2, column 1)
+    large = [0.4, 0.6, 0.3, 0.3]  # side 0.3: no level within 2x, so its closest (level 1); same one cell
+    labels = [{"boxes": torch.tensor([small, large]), "class_labels": torch.tensor([0, 1])}]
+    elsewhere = torch.tensor([0.7, 0.2, 0.2, 0.2])
+    logits = torch.special.logit(elsewhere).repeat(1, 80, 1)
+    expected = 5 * (elsewhere - torch.tensor(small)).abs().sum()
+    loss = train_script.dense_box_loss(logits, (64, 64), 2, labels)
+    assert loss > expected, "a whole L1 term plus a GIoU term for the one positive"
+
+    shared = 64 + 2 * 4 + 1
+    logits[0, shared] = torch.special.logit(torch.tensor(small))
+    assert float(train_script.dense_box_loss(logits, (64, 64), 2, labels)) < 1e-4, "only that cell, owned by the smaller box"
+    logits[0, shared] = torch.special.logit(torch.tensor(large))
+    assert float(train_script.dense_box_loss(logits, (64, 64), 2, labels)) > 0.1
+    assert float(train_script.dense_box_loss(logits, (64, 64), 2, [{"boxes": torch.zeros(0, 4)}])) == 0.0
