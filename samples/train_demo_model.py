@@ -29,6 +29,10 @@ The mm-grounding-dino family (`--family`) gives the detection head a learned
 bias, so scoring empty queries low no longer needs a component shared by all
 class words.
 
+What made it localise (session 6, AP50 0.54-0.59 on fresh images): transformers
+computes the first-stage loss on detached proposals, so the proposal box head and
+the projection that scores proposals never learned from scratch (`first_stage_loss`).
+
 Traps met on the way (each cost a run): transformers' loss gives most images of a
 batch another prompt's tokens as targets once prompts differ (fixed here by
 `fix_grounding_loss_targets`); BERT's 0.02 word-embedding init makes the class
