@@ -246,8 +246,8 @@ def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold
                 found = detect_per_class(detector, method, clip, dataset.classes, threshold=threshold, batch_size=batch_size)
                 raw_pairs += pairs(clip, above(found, threshold))
                 smoothed_pairs += pairs(clip, smooth(found, threshold, smoother_options))
-            result.add(f"{method.name} (clips)", AbstentionReport(raw_pairs))
-            result.add(f"{method.name} + smoother (clips)", AbstentionReport(smoothed_pairs))
+            result.add(f"{method.name}{CLIPS}", AbstentionReport(raw_pairs))
+            result.add(f"{method.name}{SMOOTHED_CLIPS}", AbstentionReport(smoothed_pairs))
     return result
 
 
@@ -268,6 +268,40 @@ def table(evaluation: Evaluation):
     for name, figures in evaluation.figures.items():
         out.add_row(name, *("-" if math.isnan(figures[c]) else f"{figures[c]:.3f}" for c in COLUMNS))
     return out
+
+
+CLIPS = " (clips)"
+SMOOTHED_CLIPS = " + smoother (clips)"
+LINE_STYLES = {"images": None, "clips": (10, 6), "smoothed clips": (2, 5)}  # (on, off) dash lengths in pixels
+
+
+def plot_style(name: str) -> tuple[str, str]:
+    """(method, row kind) of a figures row. A method keeps one colour and its image, clip and smoothed-clip
+    curves differ by line style: one colour per row repeated colours once seven methods made 21 rows."""
+    for suffix, kind in ((SMOOTHED_CLIPS, "smoothed clips"), (CLIPS, "clips")):
+        if name.endswith(suffix):
+            return name[: -len(suffix)], kind
+    return name, "images"
+
+
+def _styled_polyline(canvas: np.ndarray, points: np.ndarray, colour, thickness: int, dash: tuple[int, int] | None) -> None:
+    """cv2.polylines, dashed when `dash` = (on, off) pixels: the pattern runs on along the whole line."""
+    import cv2
+
+    if dash is None or len(points) < 2:
+        cv2.polylines(canvas, [points], False, colour, thickness, cv2.LINE_AA)
+        return
+    on, off = dash
+    travelled = 0.0
+    for a, b in zip(points[:-1].astype(float), points[1:].astype(float)):
+        length, done = float(np.hypot(*(b - a))), 0.0
+        while done < length:
+            phase = travelled % (on + off)
+            step = min((on - phase) if phase < on else (on + off - phase), length - done)
+            if phase < on:
+                start, end = a + (b - a) * done / length, a + (b - a) * (done + step) / length
+                cv2.line(canvas, tuple(int(round(v)) for v in start), tuple(int(round(v)) for v in end), colour, thickness, cv2.LINE_AA)
+            done, travelled = done + step, travelled + step
 
 
 def plot(evaluation: Evaluation, path: str | Path, *, width: int = 900, height: int = 600) -> Path:
@@ -300,16 +334,20 @@ def plot(evaluation: Evaluation, path: str | Path, *, width: int = 900, height: 
     cv2.putText(canvas, "FPR_bg (false positives per negative image and prompt)", (left, height - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(canvas, f"AP50 against FPR_bg: {evaluation.dataset}", (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     drawn = 0
+    methods: list[str] = []
     for name, curve in evaluation.curves.items():
         if len(curve) < 1:
             continue
-        colour = tuple(int(c) for c in DEFAULT_PALETTE[drawn % len(DEFAULT_PALETTE)][::-1])
+        method, kind = plot_style(name)
+        if method not in methods:
+            methods.append(method)
+        colour = tuple(int(c) for c in DEFAULT_PALETTE[methods.index(method) % len(DEFAULT_PALETTE)][::-1])
         points = np.array([to_xy(f, a) for f, a in curve], np.int32)
         if len(points) == 1:
             cv2.circle(canvas, tuple(points[0]), 4, colour, -1, cv2.LINE_AA)
-        cv2.polylines(canvas, [points], False, colour, 2, cv2.LINE_AA)
+        _styled_polyline(canvas, points, colour, 2, LINE_STYLES[kind])
         y = top + 10 + 20 * drawn
-        cv2.line(canvas, (width - right + 10, y), (width - right + 30, y), colour, 3)
+        _styled_polyline(canvas, np.array([[width - right + 5, y], [width - right + 32, y]], np.int32), colour, 3, LINE_STYLES[kind])
         cv2.putText(canvas, name[:30], (width - right + 35, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         drawn += 1
     path = Path(path)

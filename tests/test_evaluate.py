@@ -115,3 +115,23 @@ def test_coco_with_a_missing_category_is_a_clear_error(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(SourceError, match="not a COCO detection file"):
         coco_dataset(path)
+
+
+def test_plot_styles_keep_a_colour_per_method_and_dash_the_clip_rows():
+    import numpy as np
+
+    from streamsink.evaluate import LINE_STYLES, _styled_polyline, plot_style
+
+    assert plot_style("sinks-mean-16") == ("sinks-mean-16", "images")
+    assert plot_style("sinks-mean-16 (clips)") == ("sinks-mean-16", "clips")
+    assert plot_style("sinks-mean-16 + smoother (clips)") == ("sinks-mean-16", "smoothed clips")
+    assert len({LINE_STYLES[kind] for kind in ("images", "clips", "smoothed clips")}) == 3
+
+    canvas = np.zeros((11, 40), np.uint8)
+    _styled_polyline(canvas, np.array([[0, 5], [20, 5], [39, 5]], np.int32), 255, 1, (10, 6))
+    row = canvas[5] > 128
+    # On for 10 px, off for 6, on again: the pattern carries on across the corner at x=20.
+    assert row[1:9].all() and not row[11:15].any() and row[17:25].all() and not row[27:31].any() and row[33:39].all()
+    solid = np.zeros((11, 40), np.uint8)
+    _styled_polyline(solid, np.array([[0, 5], [39, 5]], np.int32), 255, 1, None)
+    assert (solid[5, 1:39] > 128).all()
