@@ -291,14 +291,13 @@ def dense_box_loss(coord_logits: torch.Tensor, image_size: tuple[int, int], leve
     """
     from transformers.loss.loss_for_object_detection import center_to_corners_format, generalized_box_iou
 
-    centres, anchor_sides = [], []
+    centres, sides, reaches = [], [], []  # per position: anchor centre, anchor side, half a cell (x, y)
     for level, (rows, columns) in enumerate(level_shapes(image_size, levels)):
         y, x = torch.meshgrid((torch.arange(rows) + 0.5) / rows, (torch.arange(columns) + 0.5) / columns, indexing="ij")
         centres.append(torch.stack([x.flatten(), y.flatten()], -1))
-        reach = torch.tensor([0.5 / columns, 0.5 / rows]).expand(rows * columns, 2)
-        anchor_sides.append(torch.cat([torch.full((rows * columns, 1), 0.05 * 2**level), reach], 1))
-    centres = torch.cat(centres).to(coord_logits.device)
-    side, reach = torch.cat(anchor_sides).to(coord_logits.device).split([1, 2], 1)
+        sides.append(torch.full((rows * columns, 1), 0.05 * 2**level))
+        reaches.append(torch.tensor([0.5 / columns, 0.5 / rows]).expand(rows * columns, 2))
+    centres, side, reach = (torch.cat(t).to(coord_logits.device) for t in (centres, sides, reaches))
     predicted, targets = [], []
     for boxes_logits, label in zip(coord_logits, labels):
         boxes = label["boxes"]
@@ -398,7 +397,8 @@ def first_stage_loss(outputs, input_ids: torch.Tensor, attention_mask: torch.Ten
     """DINO's first-stage loss on the top-k proposals, with the gradients transformers drops (training only).
 
     transformers (5.24) computes the `_enc` loss on `topk_coords_logits.detach()` and
-    on the detached proposal features, so the proposal box head
+    on the detached proposal features (scored against the text features from before
+    the encoder, not the ones that chose the proposals), so the proposal box head
     (`encoder_output_bbox_embed`) and the projection that scores the proposals
     (`enc_output`, `enc_output_norm`) get no gradient at all: trained from scratch,
     the decoder starts from proposals a random MLP placed and a random projection

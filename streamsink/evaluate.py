@@ -60,6 +60,8 @@ class Method:
 
 
 DEFAULT_METHODS = "stock,sinks-mean-4,sinks-mean-16,sinks-mean-32,sinks-random-16,sinks-brackets-16,decoy-object"
+CLIPS = " (clips)"  # the suffixes of a method's clip rows, raw and smoothed
+SMOOTHED_CLIPS = " + smoother (clips)"
 
 
 def parse_methods(spec: str) -> list[Method]:
@@ -270,8 +272,6 @@ def table(evaluation: Evaluation):
     return out
 
 
-CLIPS = " (clips)"
-SMOOTHED_CLIPS = " + smoother (clips)"
 LINE_STYLES = {"images": None, "clips": (10, 6), "smoothed clips": (2, 5)}  # (on, off) dash lengths in pixels
 
 
