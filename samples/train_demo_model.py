@@ -393,6 +393,15 @@ def encoder_term_weights(config) -> dict[str, float]:
     return {"loss_ce": 2.0, "loss_bbox": config.bbox_loss_coefficient, "loss_giou": config.giou_loss_coefficient}
 
 
+def kept_proposals(outputs, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(class logits, cxcywh boxes) of the k proposals the model keeps, picked as it picks them, with gradients."""
+    scores = outputs.enc_outputs_class
+    top = torch.topk(scores.max(-1).values, k, dim=1).indices
+    logits = torch.gather(scores, 1, top[..., None].expand(-1, -1, scores.shape[-1]))
+    coords = torch.gather(outputs.enc_outputs_coord_logits, 1, top[..., None].expand(-1, -1, 4))
+    return logits, coords.clamp(-20, 20).sigmoid()  # positions without a valid proposal hold inf
+
+
 def first_stage_loss(outputs, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: list[dict], config):
     """DINO's first-stage loss on the top-k proposals, with the gradients transformers drops (training only).
 
@@ -410,11 +419,7 @@ def first_stage_loss(outputs, input_ids: torch.Tensor, attention_mask: torch.Ten
     from transformers.loss.loss_grounding_dino import GroundingDinoHungarianMatcher, GroundingDinoImageLoss
     from transformers.models.grounding_dino.modeling_grounding_dino import build_label_maps, build_text_mask
 
-    scores = outputs.enc_outputs_class
-    top = torch.topk(scores.max(-1).values, config.num_queries, dim=1).indices
-    logits = torch.gather(scores, 1, top[..., None].expand(-1, -1, scores.shape[-1]))
-    coords = torch.gather(outputs.enc_outputs_coord_logits, 1, top[..., None].expand(-1, -1, 4))
-    boxes = coords.clamp(-20, 20).sigmoid()  # positions without a valid proposal hold inf
+    logits, boxes = kept_proposals(outputs, config.num_queries)
     matcher = GroundingDinoHungarianMatcher(
         class_cost=config.class_cost, bbox_cost=config.bbox_cost, giou_cost=config.giou_cost)
     criterion = GroundingDinoImageLoss(matcher=matcher, focal_alpha=config.focal_alpha, losses=["labels", "boxes"])

@@ -210,11 +210,8 @@ def test_first_stage_loss_trains_the_proposal_heads_that_the_stock_loss_leaves_u
     grads = proposal_grads()
     assert len(grads) == 6 and all(g is not None and g.abs().sum() > 0 for g in grads.values())
 
-    # It scores the proposals the model itself kept: its gathered boxes are the decoder's starting boxes.
-    scores = outputs.enc_outputs_class
-    top = torch.topk(scores.max(-1).values, 5, dim=1).indices
-    kept = torch.gather(outputs.enc_outputs_coord_logits, 1, top[..., None].expand(-1, -1, 4)).sigmoid()
-    torch.testing.assert_close(kept, outputs.encoder_pred_boxes)
+    # It scores the proposals the model itself kept: their boxes are the decoder's starting boxes.
+    torch.testing.assert_close(train_script.kept_proposals(outputs, 5)[1], outputs.encoder_pred_boxes)
 
 
 def test_dense_box_loss_regresses_the_positions_at_a_boxs_centre_on_its_level(train_script):
