@@ -40,7 +40,7 @@ def main() -> int:
     if trained:
         print(f"Using the trained demo model {model.relative_to(ROOT)}: it knows six shapes "
               "(circle square triangle star cross ring), nothing else.\n"
-              "      It boxes shapes well but often names the wrong one (AP50 0.54-0.59 on fresh images;\n"
+              "      It boxes shapes well but sometimes names the wrong one (AP50 0.59-0.64 on fresh images;\n"
               "      samples/models/README.md has its figures).", file=sys.stderr)
     else:
         print(
