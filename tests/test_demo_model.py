@@ -72,8 +72,8 @@ CIRCLE_FAINT = pytest.mark.xfail(
 
 
 @pytest.mark.parametrize(
-    ("kind", "seed"), [pytest.param("circle", 1, marks=CIRCLE_FAINT), ("square", 2), pytest.param("star", 3, marks=STAR_CONFUSED),
-     ("cross", 4)]
+    ("kind", "seed"),
+    [pytest.param("circle", 1, marks=CIRCLE_FAINT), ("square", 2), pytest.param("star", 3, marks=STAR_CONFUSED), ("cross", 4)],
 )
 def test_finds_a_lone_large_shape_of_the_prompted_class(loaded, kind, seed):
     import torch
