@@ -178,9 +178,11 @@ def make_prompt(labels: set[str], rng: np.random.Generator, absent_p: float, sin
     return phrases
 
 
-def make_batch(tokenizer, index: int, batch: int, width: int, height: int, args, rng: np.random.Generator,
-               lone_p: float = 0.0):
-    """One training batch: pixel tensors, tokenised prompts and loss labels (phrase indices, cxcywh boxes)."""
+def make_batch(tokenizer, index: int, batch: int, width: int, height: int, args, rng: np.random.Generator, *,
+               lone_p: float):
+    """One training batch: pixel tensors, tokenised prompts and loss labels (phrase indices, cxcywh boxes).
+
+    `lone_p` is passed apart from `args` because `--lone-after` switches it on part-way through training."""
     images, prompts, labels, phrase_lists = [], [], [], []
     for k in range(batch):
         image, annotations = shapes.make_image(
