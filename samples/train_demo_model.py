@@ -158,15 +158,21 @@ def fusion_params(model) -> list[dict[str, float]]:
 
 
 def make_prompt(labels: set[str], rng: np.random.Generator, absent_p: float, single_p: float,
-                lone_p: float = 0.0) -> list[str]:
+                lone_p: float = 0.0, all_p: float = 0.0) -> list[str]:
     """Present classes plus a non-empty random subset of absent ones, shuffled (grounding-style).
 
     With chance `lone_p` the prompt is one class drawn from all six, present or absent: exactly the
-    one-class prompts of evaluation, negatives included. Otherwise, with chance `single_p`, it is one
-    present class alone; such prompts never name an absent class, so they never teach abstention.
+    one-class prompts of evaluation, negatives included. With chance `all_p` it names all six classes in
+    shuffled order: the prompt people use for states (`circle,square,...`). Otherwise, with chance
+    `single_p`, it is one present class alone; such prompts never name an absent class, so they never
+    teach abstention.
     """
     if lone_p > 0 and rng.random() < lone_p:  # (no draw at 0: earlier runs keep their prompts)
         return [shapes.CLASSES[rng.integers(len(shapes.CLASSES))]]
+    if all_p > 0 and rng.random() < all_p:
+        phrases = list(shapes.CLASSES)
+        rng.shuffle(phrases)
+        return phrases
     if labels and rng.random() < single_p:
         return [sorted(labels)[rng.integers(len(labels))]]
     absent = [c for c in shapes.CLASSES if c not in labels]
@@ -191,7 +197,7 @@ def make_batch(tokenizer, index: int, batch: int, width: int, height: int, args,
             height=height,
             empty_probability=args.empty,
         )
-        phrases = make_prompt({a["label"] for a in annotations}, rng, args.absent_p, args.single_p, lone_p)
+        phrases = make_prompt({a["label"] for a in annotations}, rng, args.absent_p, args.single_p, lone_p, args.all_p)
         position = {p: i for i, p in enumerate(phrases)}
         annotations = [a for a in annotations if a["label"] in position]
         boxes = np.array([a["box"] for a in annotations], np.float32).reshape(-1, 4)
@@ -452,7 +458,11 @@ def thaw_batch_norms(model) -> int:
     for module in list(model.modules()):
         for name, child in module.named_children():
             if type(child).__name__.endswith("GroundingDinoFrozenBatchNorm2d"):  # either family's class
-                module._modules[name] = torch.nn.BatchNorm2d(child.weight.numel(), eps=1e-5, momentum=0.05)
+                thawed = torch.nn.BatchNorm2d(child.weight.numel(), eps=1e-5, momentum=0.05)
+                with torch.no_grad():  # a fresh model's frozen layers hold the identity; a trained one's, its statistics
+                    for key in ("weight", "bias", "running_mean", "running_var"):
+                        getattr(thawed, key).copy_(getattr(child, key))
+                module._modules[name] = thawed
                 count += 1
     return count
 
@@ -528,6 +538,24 @@ def save(model, processor, out: Path) -> None:
     processor.save_pretrained(out)
 
 
+@torch.no_grad()
+def initialise(model, args) -> None:
+    """The from-scratch starting point: small fusion layer-scale, spread class words."""
+    for layer in model.model.encoder.layers:
+        layer.fusion_layer.vision_param.fill_(args.fusion_scale)
+        layer.fusion_layer.text_param.fill_(args.fusion_scale)
+    # BERT's 0.02 init makes the class words near-identical after LayerNorm (cosine 0.99 after
+    # 55 min of training): the detector then cannot tell which class is prompted.
+    model.model.text_backbone.embeddings.word_embeddings.weight.normal_(0.0, args.word_std)
+    if args.quiet_text_attention:
+        # The decoder's queries read the prompt through text cross-attention before they place their
+        # deformable sampling points; prompt-dependent input there made the boxes worse in every run
+        # that kept the class words apart. Starting that path at zero lets it grow only as it helps.
+        for layer in model.model.decoder.layers:
+            layer.encoder_attn_text.out_proj.weight.zero_()
+            layer.encoder_attn_text.out_proj.bias.zero_()
+
+
 def train(args) -> None:
     fix_grounding_loss_targets()
     torch.set_num_threads(args.threads)
@@ -538,22 +566,13 @@ def train(args) -> None:
     height = args.image_size
     width = round(height * 4 / 3)
 
-    processor = build_processor(args.image_size)
-    model = build_model(args.queries, args.family)
-    with torch.no_grad():
-        for layer in model.model.encoder.layers:
-            layer.fusion_layer.vision_param.fill_(args.fusion_scale)
-            layer.fusion_layer.text_param.fill_(args.fusion_scale)
-        # BERT's 0.02 init makes the class words near-identical after LayerNorm (cosine 0.99 after
-        # 55 min of training): the detector then cannot tell which class is prompted.
-        model.model.text_backbone.embeddings.word_embeddings.weight.normal_(0.0, args.word_std)
-        if args.quiet_text_attention:
-            # The decoder's queries read the prompt through text cross-attention before they place their
-            # deformable sampling points; prompt-dependent input there made the boxes worse in every run
-            # that kept the class words apart. Starting that path at zero lets it grow only as it helps.
-            for layer in model.model.decoder.layers:
-                layer.encoder_attn_text.out_proj.weight.zero_()
-                layer.encoder_attn_text.out_proj.bias.zero_()
+    if args.init:
+        model, processor = load(args.init)  # fine-tune a saved demo model; its own shape and processor
+        model.train()
+    else:
+        processor = build_processor(args.image_size)
+        model = build_model(args.queries, args.family)
+        initialise(model, args)
     if args.batch_norm:
         thaw_batch_norms(model)
     if not args.train_text_encoder:
@@ -664,13 +683,19 @@ def train(args) -> None:
 
 def validate(model, processor, out: Path, args, step: int, elapsed: float, best: float, log: Path) -> float:
     """Validation AP50 now; the weights are saved when it beats `best` (DETR-style training here can get
-    worse after a while: the box losses of two long runs rose again after 15-30 minutes)."""
-    ap50 = validation_ap50(model, processor, args.validation_images)
+    worse after a while: the box losses of two long runs rose again after 15-30 minutes).
+
+    `--validate-prompts` picks what AP50 means: each class prompted alone (`one`), all six named in one
+    prompt (`all`, how people prompt for states), or the mean of both (`both`)."""
+    one = validation_ap50(model, processor, args.validation_images) if args.validate_prompts != "all" else float("nan")
+    every = (validation_ap50(model, processor, args.validation_images, all_classes=True)
+             if args.validate_prompts != "one" else float("nan"))
+    ap50 = float(np.nanmean([one, every]))
     cosine = class_word_cosine(model, processor)
     with log.open("a") as f:
         f.write(f"{step},{elapsed:.0f},{ap50:.4f},{cosine:.4f}\n")
-    print(f"validation at step {step}: AP50 {ap50:.3f} (best so far {max(best, 0.0):.3f}), "
-          f"class-word cosine {cosine:.3f}", flush=True)
+    print(f"validation at step {step}: AP50 {ap50:.3f} (one class {one:.3f}, all classes {every:.3f}; "
+          f"best so far {max(best, 0.0):.3f}), class-word cosine {cosine:.3f}", flush=True)
     if ap50 > best:
         save(model, processor, out)
         return ap50
@@ -702,6 +727,24 @@ def detect(model, processor, image: np.ndarray, classes: list[str]) -> list[tupl
                              (cx + w / 2) * width, (cy + h / 2) * height], -1)
         results.append((boxes.numpy(), probs.numpy()))
     return results
+
+
+@torch.no_grad()
+def detect_all(model, processor, image: np.ndarray, classes: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """All classes in one prompt ("circle . square . ..."), per class the queries whose best phrase it is,
+    scored by that phrase (streamsink's per-phrase scoring)."""
+    height, width = image.shape[:2]
+    inputs = processor(images=[image], text=[" . ".join(classes) + " ."], return_tensors="pt")
+    outputs = model(**inputs.to(model.device))
+    ids = inputs["input_ids"][0].cpu()
+    words = torch.nonzero(word_mask(ids)).flatten().tolist()
+    if len(words) != len(classes):
+        raise ValueError(f"detect_all expects one token per class word, got {len(words)} for {len(classes)}")
+    probs = outputs.logits[0].float().cpu()[:, words].sigmoid()
+    best = probs.argmax(-1)
+    cx, cy, w, h = outputs.pred_boxes[0].float().cpu().unbind(-1)
+    boxes = torch.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], -1)
+    return [(boxes[best == i].numpy(), probs[best == i, i].numpy()) for i in range(len(classes))]
 
 
 @torch.no_grad()
@@ -744,13 +787,15 @@ def fusion_share(model, processor, images: list[np.ndarray]) -> dict[str, float]
     }
 
 
-def detection_records(model, processor, n_images: int, seed: int) -> tuple[list, list[np.ndarray]]:
-    """(image id, class, boxes, scores, true boxes) for every class prompted alone on `n_images` shapes images."""
+def detection_records(model, processor, n_images: int, seed: int, *, all_classes: bool = False) -> tuple[list, list[np.ndarray]]:
+    """(image id, class, boxes, scores, true boxes) for every class on `n_images` shapes images, each
+    prompted alone or (`all_classes`) all in one prompt."""
     records = []
     images = []
+    run = detect_all if all_classes else detect
     for i, (image, truth_list) in enumerate(shapes.dataset(seed, n_images)):
         images.append(image)
-        for label, (boxes, scores) in zip(shapes.CLASSES, detect(model, processor, image, list(shapes.CLASSES))):
+        for label, (boxes, scores) in zip(shapes.CLASSES, run(model, processor, image, list(shapes.CLASSES))):
             truth = np.array([a["box"] for a in truth_list if a["label"] == label], np.float64).reshape(-1, 4)
             records.append((str(i), label, boxes, scores, truth))
     return records, images
@@ -778,14 +823,14 @@ def class_word_cosine(model, processor) -> float:
     return float((similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1)))
 
 
-def validation_ap50(model, processor, n_images: int) -> float:
+def validation_ap50(model, processor, n_images: int, *, all_classes: bool = False) -> float:
     """AP50 on the validation seed (neither the training images nor the evaluation seed), for keeping the best weights."""
     from streamsink.metrics import AbstentionReport, pairs_from
 
     was_training = model.training
     model.eval()
     try:
-        records, _ = detection_records(model, processor, n_images, VALIDATION_SEED)
+        records, _ = detection_records(model, processor, n_images, VALIDATION_SEED, all_classes=all_classes)
     finally:
         model.train(was_training)
     return float(AbstentionReport(pairs_from(records)).summary()["ap50"])
@@ -837,6 +882,11 @@ def main() -> None:
                         help="chance of a prompt of one class drawn from all six, present or absent (as evaluation prompts)")
     parser.add_argument("--lone-after", type=float, default=0.0,
                         help="share of the budget trained before --lone-p prompts start (they slow the boxes early on)")
+    parser.add_argument("--all-p", type=float, default=0.0,
+                        help="chance of a prompt naming all six classes (the prompt states are read under)")
+    parser.add_argument("--init", default=None, help="fine-tune this saved demo model instead of starting from scratch")
+    parser.add_argument("--validate-prompts", choices=("one", "all", "both"), default="one",
+                        help="validation AP50 with each class prompted alone, all six in one prompt, or their mean")
     parser.add_argument("--word-std", type=float, default=1.0, help="init std of the text word embeddings")
     parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
                         help="train the backbone's BatchNorms (Grounding DINO freezes them)")

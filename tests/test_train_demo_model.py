@@ -90,6 +90,39 @@ def test_trained_batch_norms_load_into_the_stock_frozen_layers(train_script, tmp
     assert torch.allclose(ours.logits[:, :, :4], theirs.logits[:, :, :4], atol=1e-4)
 
 
+def test_thawing_a_saved_model_keeps_what_it_computes(train_script, tmp_path):
+    """`--init` fine-tunes a saved model: its thawed BatchNorms start from the saved statistics, not the identity."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForZeroShotObjectDetection
+
+    torch.manual_seed(0)
+    model = train_script.build_model(family="mm-grounding-dino")
+    train_script.thaw_batch_norms(model)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model.model.backbone(torch.randn(2, 3, 64, 80) * 3 + 1, torch.ones(2, 64, 80, dtype=torch.long))
+    processor = train_script.build_processor(64)
+    train_script.save(model, processor, tmp_path)
+    stock = AutoModelForZeroShotObjectDetection.from_pretrained(tmp_path).eval()
+    inputs = processor(images=np.full((64, 80, 3), 90, np.uint8), text="circle .", return_tensors="pt")
+    with torch.no_grad():
+        before = stock(**inputs).pred_boxes
+        assert train_script.thaw_batch_norms(stock) > 0
+        after = stock.eval()(**inputs).pred_boxes
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_all_p_prompts_name_every_class_in_shuffled_order(train_script):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    prompts = [train_script.make_prompt({"circle"}, rng, 0.5, 0.0, all_p=1.0) for _ in range(50)]
+    assert all(sorted(p) == sorted(train_script.shapes.CLASSES) for p in prompts)
+    assert len({tuple(p) for p in prompts}) > 1, "the order is shuffled"
+
+
 def test_word_overlap_on_hand_made_features(train_script):
     import torch
 
