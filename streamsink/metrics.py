@@ -177,3 +177,113 @@ def pairs_from(records: Iterable[tuple[str, str, np.ndarray, np.ndarray, np.ndar
         PairResult(image, label, np.asarray(b, np.float64).reshape(-1, 4), np.asarray(s, np.float64), np.asarray(t, np.float64).reshape(-1, 4))
         for image, label, b, s, t in records
     ]
+
+
+# The states: what users read. One (frame, class) pair is a state to score; the ground truth says a
+# class is present on a frame when an object of it is annotated there.
+
+STATE_GRACE = 5  # frames after each ground-truth change left out of the rates: no causal stage can know sooner
+
+
+@dataclass(frozen=True)
+class StateTrack:
+    """One clip's states against its truth: (frames, classes) bool arrays, True = present."""
+
+    truth: np.ndarray
+    states: np.ndarray
+    fps: float = 25.0
+
+    def __post_init__(self) -> None:
+        truth, states = np.asarray(self.truth, bool), np.asarray(self.states, bool)
+        if truth.ndim != 2 or truth.shape != states.shape:
+            raise ValueError(f"truth and states must be (frames, classes) of one shape, got {truth.shape} and {states.shape}")
+        object.__setattr__(self, "truth", truth)
+        object.__setattr__(self, "states", states)
+
+
+def _runs(column: np.ndarray) -> list[tuple[int, int, bool]]:
+    """(start, end, value) of each run of equal values in a 1-D bool array, end exclusive."""
+    if len(column) == 0:
+        return []
+    edges = np.flatnonzero(column[1:] != column[:-1]) + 1
+    starts, ends = np.r_[0, edges], np.r_[edges, len(column)]
+    return [(int(s), int(e), bool(column[s])) for s, e in zip(starts, ends)]
+
+
+def _changes(present: np.ndarray) -> int:
+    """State changes in a (frames, classes) array, counting a class present at frame 0 as one."""
+    return int(present[0].sum()) + int((present[1:] != present[:-1]).sum()) if len(present) else 0
+
+
+class StateReport:
+    """How true the per-class states are over clips: rates, delays and flips.
+
+    - false_present: share of absent (frame, class) pairs said "present".
+    - missed: share of present pairs said "absent".
+    Both leave out the `grace` frames from each ground-truth change on (the frame of the
+    change included), where a causal stage cannot know yet. Every class is taken as absent
+    before a clip starts (as a stage's states are), so a class in view at frame 0 appears there.
+    - delay_present / delay_absent: mean frames from a class appearing (leaving) until its
+      state says so; a state that never follows within the stretch counts the stretch's length.
+    - flips_per_minute: state changes per minute beyond the ground truth's own changes.
+    """
+
+    def __init__(self, tracks: Sequence[StateTrack], grace: int = STATE_GRACE) -> None:
+        if grace < 0:
+            raise ValueError(f"grace must be >= 0, got {grace}")
+        self.tracks = list(tracks)
+        self.grace = grace
+
+    def _scored(self, track: StateTrack) -> np.ndarray:
+        scored = np.ones_like(track.truth)
+        before = np.vstack([np.zeros((1, track.truth.shape[1]), bool), track.truth])
+        for t, c in np.argwhere(before[1:] != before[:-1]):
+            scored[t : t + self.grace, c] = False
+        return scored
+
+    def _rate(self, said: bool, truth: bool) -> float:
+        wrong = total = 0
+        for track in self.tracks:
+            pairs = self._scored(track) & (track.truth == truth)
+            total += int(pairs.sum())
+            wrong += int((pairs & (track.states == said)).sum())
+        return wrong / total if total else float("nan")
+
+    def false_present(self) -> float:
+        return self._rate(True, False)
+
+    def missed(self) -> float:
+        return self._rate(False, True)
+
+    def _delay(self, value: bool) -> float:
+        delays = []
+        for track in self.tracks:
+            for c in range(track.truth.shape[1]):
+                for start, end, truth in _runs(track.truth[:, c]):
+                    if truth != value or (start == 0 and not value):
+                        continue
+                    followed = np.flatnonzero(track.states[start:end, c] == value)
+                    delays.append(int(followed[0]) if len(followed) else end - start)
+        return float(np.mean(delays)) if delays else float("nan")
+
+    def delay_present(self) -> float:
+        return self._delay(True)
+
+    def delay_absent(self) -> float:
+        return self._delay(False)
+
+    def flips_per_minute(self) -> float:
+        extra, minutes = 0, 0.0
+        for track in self.tracks:
+            extra += _changes(track.states) - _changes(track.truth)
+            minutes += len(track.truth) / track.fps / 60.0
+        return extra / minutes if minutes else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "false_present": self.false_present(),
+            "missed": self.missed(),
+            "delay_present": self.delay_present(),
+            "delay_absent": self.delay_absent(),
+            "flips_per_minute": self.flips_per_minute(),
+        }

@@ -127,3 +127,50 @@ def test_ap_averages_over_classes():
         )
     )
     assert r.ap50() == pytest.approx(0.5)
+
+
+def _column(length: int, present: list[range]) -> np.ndarray:
+    column = np.zeros(length, bool)
+    for span in present:
+        column[span] = True
+    return column[:, None]
+
+
+def test_state_report_on_a_hand_made_timeline():
+    from streamsink.metrics import StateReport, StateTrack
+
+    truth = _column(20, [range(5, 15)])  # appears at 5, leaves at 15
+    states = _column(20, [range(2, 3), range(7, 17)])  # one false flicker, 2 frames late both ways
+    report = StateReport([StateTrack(truth, states, fps=25.0)], grace=2)
+    # Scored absent pairs: frames 0-4 and 17-19 (15, 16 are in the grace window); the flicker is wrong.
+    assert report.false_present() == pytest.approx(1 / 8)
+    assert report.missed() == 0.0  # frames 5, 6 fall in the grace window
+    assert report.delay_present() == 2 and report.delay_absent() == 2
+    # Four state changes against the truth's two, in 20 frames at 25 fps (0.8 s).
+    assert report.flips_per_minute() == pytest.approx(2 / (0.8 / 60))
+    assert StateReport([StateTrack(truth, states)], grace=0).missed() == pytest.approx(2 / 10)
+
+
+def test_state_report_counts_a_class_in_view_from_the_first_frame_as_appearing_there():
+    from streamsink.metrics import StateReport, StateTrack
+
+    truth, states = _column(10, [range(0, 10)]), _column(10, [range(3, 10)])
+    report = StateReport([StateTrack(truth, states)], grace=2)
+    assert report.missed() == pytest.approx(1 / 8) and report.delay_present() == 3
+    assert np.isnan(report.false_present()) and np.isnan(report.delay_absent())
+    assert report.flips_per_minute() == 0.0
+
+
+def test_state_report_counts_a_state_that_never_follows_as_the_whole_stretch():
+    from streamsink.metrics import StateReport, StateTrack
+
+    truth = _column(12, [range(4, 8)])
+    report = StateReport([StateTrack(truth, np.zeros_like(truth))], grace=0)
+    assert report.delay_present() == 4 and report.missed() == 1.0 and report.false_present() == 0.0
+
+
+def test_state_track_rejects_mismatched_shapes():
+    from streamsink.metrics import StateTrack
+
+    with pytest.raises(ValueError, match="one shape"):
+        StateTrack(np.zeros((4, 2), bool), np.zeros((4, 3), bool))
