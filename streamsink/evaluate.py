@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from streamsink.errors import SourceError, SourceNotFoundError
-from streamsink.metrics import FPR_TARGETS, AbstentionReport, PairResult
+from streamsink.metrics import FPR_TARGETS, STATE_GRACE, AbstentionReport, PairResult, StateReport, StateTrack, runs
 from streamsink.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class Dataset:
     classes: tuple[str, ...]
     images: list[Sample]
     clips: list[list[Sample]] = field(default_factory=list)
+    fps: float = 25.0  # of the clips, for flips per minute
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,20 @@ def detect_per_class(detector, method: Method, samples: Sequence[Sample], classe
     return found
 
 
+def detect_together(detector, method: Method, samples: Sequence[Sample], classes: Sequence[str], *, threshold: float,
+                    batch_size: int) -> list[Detections]:
+    """Every class in one prompt (plus the method's decoy, whose boxes are dropped), as people prompt for states."""
+    variant = detector.with_sinks(method.sinks, method.sink_init)
+    prompt = [*classes, method.decoy] if method.decoy else list(classes)
+    labels = tuple(classes)
+    out: list[Detections] = []
+    for start in range(0, len(samples), batch_size):
+        for d in variant.detect([s.image for s in samples[start : start + batch_size]], prompt, threshold=threshold):
+            keep = d.class_id < len(labels)
+            out.append(Detections(d.xyxy[keep], d.scores[keep], d.class_id[keep], labels))
+    return out
+
+
 def pairs(samples: Sequence[Sample], found: dict[str, list[Detections]]) -> list[PairResult]:
     return [
         PairResult(sample.id, label, d.xyxy.astype(np.float64), d.scores.astype(np.float64), sample.truth.get(label, NO_BOXES))
@@ -193,29 +208,63 @@ def pairs(samples: Sequence[Sample], found: dict[str, list[Detections]]) -> list
     ]
 
 
-def smooth(found: dict[str, list[Detections]], threshold: float, smoother_options: dict | None = None) -> dict[str, list[Detections]]:
-    """Each class's per-frame detections above `threshold`, passed through its own temporal smoother."""
-    from streamsink.smoother import TemporalSmoother
+@dataclass(frozen=True)
+class Smoothed:
+    """What the temporal stage made of one clip: every box it scores (for AP) and its states (frames, classes)."""
 
-    out = {}
-    for label, frames in found.items():
-        smoother = TemporalSmoother((label,), **(smoother_options or {}))
-        out[label] = [smoother.update(d[d.scores >= threshold]) for d in frames]
+    scored: list[Detections]
+    states: np.ndarray
+
+
+def smooth(frames: Sequence[Detections], labels: Sequence[str], threshold: float,
+           smoother_options: dict | None = None) -> Smoothed:
+    """One clip's detections (every score above the floor) through one temporal smoother at display `threshold`."""
+    from streamsink.smoother import PRESENT, TemporalSmoother
+
+    smoother = TemporalSmoother(labels, threshold=threshold, **(smoother_options or {}))
+    scored, states = [], []
+    for d in frames:
+        smoother.update(d)
+        scored.append(smoother.scored())
+        states.append([smoother.states[label] == PRESENT for label in labels])
+    return Smoothed(scored, np.array(states, bool).reshape(len(frames), len(labels)))
+
+
+def raw_states(frames: Sequence[Detections], n_labels: int, threshold: float) -> np.ndarray:
+    """(frames, classes): a class is present exactly when it has a box at `threshold` on that frame."""
+    out = np.zeros((len(frames), n_labels), bool)
+    for i, d in enumerate(frames):
+        out[i, d.class_id[d.scores >= threshold]] = True
     return out
 
 
-def above(found: dict[str, list[Detections]], threshold: float) -> dict[str, list[Detections]]:
-    return {label: [d[d.scores >= threshold] for d in frames] for label, frames in found.items()}
+def presence_truth(clip: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:
+    """(frames, classes): a class is present where an object of it is annotated."""
+    return np.array([[len(s.truth.get(label, NO_BOXES)) > 0 for label in classes] for s in clip], bool).reshape(len(clip), len(classes))
+
+
+ONE_CLASS, ALL_CLASSES = "one class", "all classes"  # the two ways a state row prompts
+RAW, SMOOTHED = "raw", "smoothed"
 
 
 @dataclass
 class Evaluation:
-    """Figures per method name, and the AP50-vs-FPR_bg curve behind each."""
+    """Figures per method name, the AP50-vs-FPR_bg curve behind each, and the state figures.
+
+    states: method -> prompt (ONE_CLASS | ALL_CLASSES) -> stage (RAW | SMOOTHED) -> StateReport summary.
+    timeline: the first clip under ALL_CLASSES for `timeline_method` (the first): "truth", RAW and
+        SMOOTHED, each (frames, classes) bool.
+    """
 
     dataset: str
     threshold: float
     figures: dict[str, dict[str, float]] = field(default_factory=dict)
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    states: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+    timeline: dict[str, np.ndarray] = field(default_factory=dict)
+    timeline_method: str = ""
+    grace: int = STATE_GRACE
 
     def add(self, name: str, report: AbstentionReport, *, curve_points: int = 64) -> None:
         self.figures[name] = report.summary()
@@ -226,30 +275,62 @@ class Evaluation:
         self.curves[name] = [(fpr, report.ap50(threshold)) for fpr, threshold in points]
 
     def to_json(self) -> dict:
-        clean = {name: {k: (None if isinstance(v, float) and math.isnan(v) else round(v, 6)) for k, v in f.items()} for name, f in self.figures.items()}
-        return {"dataset": self.dataset, "threshold": self.threshold, "methods": clean}
+        def clean(figures: dict[str, float]) -> dict:
+            return {k: (None if isinstance(v, float) and math.isnan(v) else round(v, 6)) for k, v in figures.items()}
+
+        out = {"dataset": self.dataset, "threshold": self.threshold,
+               "methods": {name: clean(f) for name, f in self.figures.items()}}
+        if self.states:
+            out["state_grace_frames"] = self.grace
+            out["states"] = {m: {p: {stage: clean(f) for stage, f in stages.items()} for p, stages in prompts.items()}
+                             for m, prompts in self.states.items()}
+        return out
 
 
 def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold: float = 0.3, min_score: float = 0.01,
-             batch_size: int = 8, smoother_options: dict | None = None,
+             batch_size: int = 8, smoother_options: dict | None = None, grace: int = STATE_GRACE,
              progress: Callable[[str], None] | None = None) -> Evaluation:
-    """Score every method on `dataset`: images at every threshold >= `min_score`, clips at `threshold` raw and smoothed."""
-    result = Evaluation(dataset.name, threshold)
+    """Score every method on `dataset`.
+
+    Images: AP50 and FPR_bg over every threshold >= `min_score`. Clips: the same, raw and after the
+    temporal stage, which receives every detection >= `min_score` and whose own scores are ranked; and
+    the states (a raw state is "some box >= `threshold`"), with each class prompted alone and with all
+    classes in one prompt.
+    """
+    result = Evaluation(dataset.name, threshold, classes=tuple(dataset.classes), grace=grace)
+    classes = tuple(dataset.classes)
     for method in methods:
         if progress:
             progress(method.name)
         if dataset.images:
-            found = detect_per_class(detector, method, dataset.images, dataset.classes, threshold=min_score, batch_size=batch_size)
+            found = detect_per_class(detector, method, dataset.images, classes, threshold=min_score, batch_size=batch_size)
             result.add(method.name, AbstentionReport(pairs(dataset.images, found)))
-        if dataset.clips:
-            raw_pairs: list[PairResult] = []
-            smoothed_pairs: list[PairResult] = []
-            for clip in dataset.clips:
-                found = detect_per_class(detector, method, clip, dataset.classes, threshold=threshold, batch_size=batch_size)
-                raw_pairs += pairs(clip, above(found, threshold))
-                smoothed_pairs += pairs(clip, smooth(found, threshold, smoother_options))
-            result.add(f"{method.name}{CLIPS}", AbstentionReport(raw_pairs))
-            result.add(f"{method.name}{SMOOTHED_CLIPS}", AbstentionReport(smoothed_pairs))
+        if not dataset.clips:
+            continue
+        raw_pairs: list[PairResult] = []
+        smoothed_pairs: list[PairResult] = []
+        tracks: dict[str, dict[str, list[StateTrack]]] = {p: {RAW: [], SMOOTHED: []} for p in (ONE_CLASS, ALL_CLASSES)}
+        for k, clip in enumerate(dataset.clips):
+            truth = presence_truth(clip, classes)
+            alone = detect_per_class(detector, method, clip, classes, threshold=min_score, batch_size=batch_size)
+            smoothed_alone = {label: smooth(frames, (label,), threshold, smoother_options) for label, frames in alone.items()}
+            raw_pairs += pairs(clip, alone)
+            smoothed_pairs += pairs(clip, {label: s.scored for label, s in smoothed_alone.items()})
+            tracks[ONE_CLASS][RAW].append(StateTrack(truth, np.hstack([raw_states(alone[c], 1, threshold) for c in classes]), dataset.fps))
+            tracks[ONE_CLASS][SMOOTHED].append(StateTrack(truth, np.hstack([smoothed_alone[c].states for c in classes]), dataset.fps))
+            together = detect_together(detector, method, clip, classes, threshold=min_score, batch_size=batch_size)
+            raw_together = raw_states(together, len(classes), threshold)
+            smoothed_together = smooth(together, classes, threshold, smoother_options).states
+            tracks[ALL_CLASSES][RAW].append(StateTrack(truth, raw_together, dataset.fps))
+            tracks[ALL_CLASSES][SMOOTHED].append(StateTrack(truth, smoothed_together, dataset.fps))
+            if k == 0 and not result.timeline:
+                result.timeline = {"truth": truth, RAW: raw_together, SMOOTHED: smoothed_together}
+                result.timeline_method = method.name
+        result.add(f"{method.name}{CLIPS}", AbstentionReport(raw_pairs))
+        result.add(f"{method.name}{SMOOTHED_CLIPS}", AbstentionReport(smoothed_pairs))
+        result.states[method.name] = {
+            prompt: {stage: StateReport(t, grace).summary() for stage, t in stages.items()} for prompt, stages in tracks.items()
+        }
     return result
 
 
@@ -269,6 +350,31 @@ def table(evaluation: Evaluation):
         out.add_column(header, justify="right", no_wrap=True)
     for name, figures in evaluation.figures.items():
         out.add_row(name, *("-" if math.isnan(figures[c]) else f"{figures[c]:.3f}" for c in COLUMNS))
+    return out
+
+
+STATE_COLUMNS = ("false_present", "missed", "delay_present", "delay_absent", "flips_per_minute")
+STATE_HEADERS = ("false present", "missed", "delay on", "delay off", "extra flips/min")
+
+
+def state_table(evaluation: Evaluation):
+    """A rich table of the states, one row per method, prompt and stage (delays in frames)."""
+    from rich.table import Table
+
+    out = Table(title=f"states on {evaluation.dataset} (threshold {evaluation.threshold:g}, "
+                      f"{evaluation.grace} frames of grace after each change)", title_justify="left")
+    for header in ("method", "prompt", "stage"):
+        out.add_column(header, no_wrap=True)
+    for header in STATE_HEADERS:
+        out.add_column(header, justify="right", no_wrap=True)
+    for method, prompts in evaluation.states.items():
+        for prompt, stages in prompts.items():
+            for stage, figures in stages.items():
+                cells = []
+                for column in STATE_COLUMNS:
+                    value = figures[column]
+                    cells.append("-" if math.isnan(value) else f"{value:.1%}" if column in ("false_present", "missed") else f"{value:.1f}")
+                out.add_row(method, prompt, stage, *cells)
     return out
 
 
@@ -355,5 +461,44 @@ def plot(evaluation: Evaluation, path: str | Path, *, width: int = 900, height: 
     if not cv2.imwrite(str(path), canvas):
         from streamsink.errors import WriterError
 
+        raise WriterError(f"cannot write {path}")
+    return path
+
+
+def plot_states(evaluation: Evaluation, path: str | Path, *, width: int = 900) -> Path:
+    """Per-class timelines of one clip: the truth, the raw states and the temporal stage's, as PNG.
+
+    Each class gets three strips (truth, raw, smoothed); a filled cell is "present". Read at a
+    glance: a smoothed strip that matches the truth strip is a stage that tells the truth.
+    """
+    import cv2
+
+    from streamsink.errors import WriterError
+
+    if not evaluation.timeline:
+        raise ValueError("this evaluation has no clips, so no state timeline to plot")
+    truth = evaluation.timeline["truth"]
+    frames, n_classes = truth.shape
+    left, top, strip, gap = 170, 50, 12, 14
+    height = top + n_classes * (3 * strip + gap) + 40
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    scale = (width - left - 20) / max(frames, 1)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(canvas, f"states on the first clip, all classes prompted: {evaluation.timeline_method} ({evaluation.dataset})",
+                (10, 25), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    rows = (("truth", (60, 60, 60)), (RAW, (40, 40, 220)), (SMOOTHED, (200, 120, 30)))  # BGR
+    for c, label in enumerate(evaluation.classes):
+        y0 = top + c * (3 * strip + gap)
+        for r, (kind, colour) in enumerate(rows):
+            y = y0 + r * strip
+            cv2.putText(canvas, f"{label} {kind}", (10, y + strip - 2), font, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.rectangle(canvas, (left, y), (width - 20, y + strip - 2), (235, 235, 235), -1)
+            for start, end, on in runs(evaluation.timeline[kind][:, c]):
+                if on:
+                    cv2.rectangle(canvas, (left + int(start * scale), y), (left + max(int(end * scale) - 1, int(start * scale)), y + strip - 2), colour, -1)
+    cv2.putText(canvas, f"frame 0 .. {frames}", (left, height - 15), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), canvas):
         raise WriterError(f"cannot write {path}")
     return path

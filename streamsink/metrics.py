@@ -201,7 +201,7 @@ class StateTrack:
         object.__setattr__(self, "states", states)
 
 
-def _runs(column: np.ndarray) -> list[tuple[int, int, bool]]:
+def runs(column: np.ndarray) -> list[tuple[int, int, bool]]:
     """(start, end, value) of each run of equal values in a 1-D bool array, end exclusive."""
     if len(column) == 0:
         return []
@@ -259,7 +259,7 @@ class StateReport:
         delays = []
         for track in self.tracks:
             for c in range(track.truth.shape[1]):
-                for start, end, truth in _runs(track.truth[:, c]):
+                for start, end, truth in runs(track.truth[:, c]):
                     if truth != value or (start == 0 and not value):
                         continue
                     followed = np.flatnonzero(track.states[start:end, c] == value)

@@ -1,4 +1,4 @@
-"""TemporalSmoother on synthetic detection streams: votes, hold, smoothing, states, bounded cost."""
+"""TemporalSmoother on synthetic detection streams: evidence, fading, labels by majority, smoothing, states, bounded cost."""
 
 from __future__ import annotations
 
@@ -47,25 +47,25 @@ walking = st.floats(-8.0, 8.0)  # px per frame for an 80 px wide box: about a te
 @PROPERTY
 @given(data=st.data(), frames=st.integers(20, 80))
 def test_single_frame_flickers_never_show(data, frames):
+    """A flicker (nothing overlaps it in the frames before) reaches only rate x its score."""
     smoother = TemporalSmoother(LABELS)
-    recent: list[list[tuple[int, np.ndarray]]] = []
+    below = smoother.threshold / smoother.rate  # flickers scoring under this can never be shown
+    previous: list[np.ndarray] = []
     for _ in range(frames):
-        n = data.draw(st.integers(0, 4))
         now = []
-        for _ in range(n):
-            c = data.draw(st.integers(0, len(LABELS) - 1))
+        for _ in range(data.draw(st.integers(0, 4))):
             x, y = data.draw(st.floats(-50, 1900)), data.draw(st.floats(-50, 1040))
             w, h = data.draw(st.floats(5, 300)), data.draw(st.floats(5, 300))
             box = np.array([x, y, x + w, y + h])
-            # A flicker is alone: nothing of its class overlaps it anywhere in the window.
-            if any(c == c2 and box_iou(box[None], b2[None])[0, 0] > 0 for frame in recent for c2, b2 in frame):
+            if any(box_iou(box[None], b[None])[0, 0] > 0 for b in previous + now):
                 continue
-            now.append((c, box))
-        recent = (recent + [now])[-(smoother.window - 1) :]
-        frame = dets([b for _, b in now], [c for c, _ in now])
-        out = smoother.update(frame)
+            now.append(box)
+        scores = [data.draw(st.floats(0.0, below * 0.999)) for _ in now]
+        classes = [data.draw(st.integers(0, len(LABELS) - 1)) for _ in now]
+        out = smoother.update(dets(now, classes, scores))
         assert len(out) == 0
         assert set(smoother.states.values()) == {"absent"}
+        previous = now + [b for b in smoother.scored().xyxy.astype(np.float64)]
 
 
 @PROPERTY
@@ -86,21 +86,24 @@ def test_persistent_object_at_80_percent_recall_is_confirmed_and_kept(seed, x0, 
     first = int(np.argmax(shown))
     assert shown.any() and first <= 10
     assert shown[first:].mean() >= 0.95
-    assert present[first:].all()
+    assert present[first:].mean() >= 0.97
 
 
 @PROPERTY
-@given(seed=st.integers(0, 2**32 - 1), stay=st.integers(15, 60), vx=walking)
-def test_departed_object_is_released_and_absent_within_bound(seed, stay, vx):
+@given(seed=st.integers(0, 2**32 - 1), stay=st.integers(15, 60), vx=walking, score=st.floats(0.4, 1.0))
+def test_departed_object_fades_and_is_absent_within_10_frames(seed, stay, vx, score):
     rng = np.random.default_rng(seed)
     smoother = TemporalSmoother(LABELS)
     _, noisy = walker(rng, stay, x0=400, vx=vx)
     for t in range(stay):
-        smoother.update(dets(noisy[t]))
+        smoother.update(dets(noisy[t], scores=[score]))
     assert smoother.states["dog"] == "present"
-    for gone in range(1, smoother.hold + smoother.absent_after + 1):
-        out = smoother.update(dets([], []))
-        assert (len(out) == 1) == (gone <= smoother.hold)
+    last = smoother.scored().scores[0]
+    for gone in range(1, 11):
+        smoother.update(Detections.empty(LABELS))
+        faded = smoother.scored().scores
+        assert len(faded) == 0 or faded[0] < last, "a departed object's score decays every frame"
+        last = faded[0] if len(faded) else 0.0
     assert smoother.states["dog"] == "absent"
 
 
@@ -169,38 +172,61 @@ def test_state_does_not_chatter_on_a_weak_object(seed, p):
             assert end - start >= smoother.absent_after
 
 
+@PROPERTY
+@given(seed=st.integers(0, 2**32 - 1), share=st.floats(0.55, 0.8), vx=walking)
+def test_an_object_named_two_ways_is_one_object_of_its_majority_class(seed, share, vx):
+    """A star the detector calls "triangle" on some frames: one star, and "triangle" never present."""
+    rng = np.random.default_rng(seed)
+    frames = 200
+    _, noisy = walker(rng, frames, x0=500, vx=vx)
+    named = np.where(rng.random(frames) < share, 0, 2)  # dog on `share` of frames, tractor on the rest
+    smoother = TemporalSmoother(LABELS)
+    raw_tractor = states_tractor = 0
+    for t in range(frames):
+        out = smoother.update(dets(noisy[t], [named[t]], [0.7]))
+        assert len(out) <= 1
+        if t >= 20:
+            raw_tractor += named[t] == 2
+            states_tractor += smoother.states["tractor"] == "present"
+            assert out.class_names == ["dog"] and smoother.states["dog"] == "present"
+    assert raw_tractor > 0 and states_tractor == 0
+
+
 # --- behaviour in detail --------------------------------------------------------------------------
 
 
-def test_confirmed_box_is_held_in_place_then_released():
-    smoother = TemporalSmoother(LABELS, hold=3)
-    for t in range(8):
-        last = smoother.update(dets([100 + 4 * t, 100, 180 + 4 * t, 260]))
-    assert len(last) == 1
-    for _ in range(3):
-        out = smoother.update(Detections.empty(LABELS))
-        np.testing.assert_array_equal(out.xyxy, last.xyxy)
-    assert len(smoother.update(Detections.empty(LABELS))) == 0
-
-
-def test_vote_needs_min_hits_of_window_frames():
-    smoother = TemporalSmoother(LABELS, window=5, min_hits=3)
+def test_expected_scores_on_a_hand_made_stream():
+    """Evidence is an exponential average with missed frames as 0: the figures follow by hand."""
+    smoother = TemporalSmoother(LABELS, threshold=0.3, rate=0.5, keep=0.5)
     box = [100, 100, 200, 200]
-    assert len(smoother.update(dets(box))) == 0
-    assert len(smoother.update(dets([]))) == 0
-    assert len(smoother.update(dets(box))) == 0
-    assert len(smoother.update(dets([]))) == 0
-    assert len(smoother.update(dets(box))) == 1  # 3 of the last 5
+    scores = []
+    for seen in [1, 1, 1, 0, 0, 0]:
+        smoother.update(dets(box, scores=[0.8]) if seen else dets([]))
+        scored = smoother.scored()
+        scores.append(round(float(scored.scores[0]), 4) if len(scored) else None)
+    assert scores == [0.4, 0.6, 0.7, 0.35, 0.175, 0.0875]
+    smoother.reset()
+    shown = [len(smoother.update(dets(box, scores=[0.8]) if seen else dets([]))) for seen in [1, 1, 1, 0, 0, 0]]
+    assert shown == [1, 1, 1, 1, 1, 0]  # shown from 0.4 >= 0.3, kept while >= 0.15 (keep x threshold)
 
 
-def test_classes_do_not_vote_for_each_other():
-    smoother = TemporalSmoother(LABELS)
-    for c in [0, 1, 2, 0, 1, 2]:
-        assert len(smoother.update(dets([100, 100, 200, 200], [c]))) == 0
+def test_duplicate_queries_on_one_object_are_one_box_with_both_classes_as_evidence():
+    smoother = TemporalSmoother(LABELS, rate=1.0)
+    out = smoother.update(dets([[100, 100, 200, 200], [102, 101, 199, 203]], [0, 2], [0.7, 0.5]))
+    assert len(out) == 1 and out.class_names == ["dog"] and out.scores[0] == pytest.approx(0.7)
+    assert smoother.states == {"dog": "present", "cat": "absent", "tractor": "absent"}
+
+
+def test_a_coasting_box_keeps_moving_by_its_velocity():
+    smoother = TemporalSmoother(LABELS, smoothing=0.0)
+    for t in range(10):
+        last = smoother.update(dets([100 + 10 * t, 100, 180 + 10 * t, 260]))
+    coasted = smoother.update(Detections.empty(LABELS))
+    assert len(coasted) == 1 and coasted.xyxy[0, 0] > last.xyxy[0, 0] + 5
 
 
 def test_present_after_and_absent_after():
-    smoother = TemporalSmoother(LABELS, window=1, min_hits=1, hold=0, present_after=3, absent_after=2)
+    smoother = TemporalSmoother(LABELS, rate=1.0, present_after=3, absent_after=2)
     states = []
     for seen in [1, 1, 1, 1, 0, 1, 0, 0, 1]:
         smoother.update(dets([10, 10, 50, 50]) if seen else dets([]))
@@ -209,7 +235,7 @@ def test_present_after_and_absent_after():
 
 
 def test_labels_and_output_are_kept_apart_from_inputs():
-    smoother = TemporalSmoother(LABELS, min_hits=1)
+    smoother = TemporalSmoother(LABELS, rate=1.0)
     frame = dets([10, 10, 50, 50])
     before = frame.xyxy.copy()
     out = smoother.update(frame)
@@ -230,23 +256,23 @@ def test_empty_input_and_reset():
         smoother.update(dets([10, 10, 50, 50]))
     assert smoother.states["dog"] == "present"
     smoother.reset()
-    assert smoother.states["dog"] == "absent"
+    assert smoother.states["dog"] == "absent" and len(smoother.scored()) == 0
     assert len(smoother.update(dets([10, 10, 50, 50]))) == 0
 
 
 def test_nonfinite_and_degenerate_boxes_are_harmless():
-    smoother = TemporalSmoother(LABELS, min_hits=1)
+    smoother = TemporalSmoother(LABELS, rate=1.0)
     out = smoother.update(dets([[np.nan, 0, 10, 10], [5, 5, 5, 5], [0, 0, 10, 10]]))
     assert np.isfinite(out.xyxy).all() and len(out) == 2
 
 
 def test_max_boxes_caps_what_is_kept():
-    smoother = TemporalSmoother(LABELS, min_hits=1, max_boxes=7)
+    smoother = TemporalSmoother(LABELS, rate=1.0, max_boxes=7)
     x = np.arange(50, dtype=np.float32) * 20
     boxes = np.stack([x, x * 0, x + 10, x * 0 + 10], 1)
-    out = smoother.update(dets(boxes, scores=np.linspace(0.1, 0.9, 50)))
+    out = smoother.update(dets(boxes, scores=np.linspace(0.31, 0.9, 50)))
     assert len(out) == 7
-    assert out.scores.min() >= np.linspace(0.1, 0.9, 50)[-7] - 1e-6
+    assert out.scores.min() >= np.linspace(0.31, 0.9, 50)[-7] - 1e-6
 
 
 def test_mismatched_labels_raise():
@@ -258,20 +284,21 @@ def test_mismatched_labels_raise():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"window": 0}, "window must be >= 1, got 0"),
-        ({"window": 2.5}, "window must be an integer >= 1, got 2.5"),
-        ({"window": True}, "window must be an integer >= 1, got True"),
-        ({"min_hits": 0}, "min_hits must be in [1, window=5], got 0"),
-        ({"min_hits": 6}, "min_hits must be in [1, window=5], got 6"),
-        ({"hold": -1}, "hold must be >= 0, got -1"),
+        ({"threshold": 1.5}, "threshold must be in [0, 1], got 1.5"),
+        ({"rate": 0.0}, "rate must be in (0, 1], got 0"),
+        ({"rate": True}, "rate must be a number in (0, 1], got True"),
         ({"iou": 0.0}, "iou must be in (0, 1], got 0"),
         ({"iou": 1.5}, "iou must be in (0, 1], got 1.5"),
         ({"iou": float("nan")}, "iou must be in (0, 1], got nan"),
+        ({"merge_iou": 0.0}, "merge_iou must be in (0, 1], got 0"),
+        ({"keep": 0.0}, "keep must be in (0, 1], got 0"),
         ({"smoothing": 1.0}, "smoothing must be in [0, 1), got 1"),
         ({"smoothing": -0.1}, "smoothing must be in [0, 1), got -0.1"),
         ({"smoothing": "a"}, "smoothing must be a number in [0, 1), got 'a'"),
+        ({"forget": 1.0}, "forget must be in [0, 1), got 1"),
         ({"present_after": 0}, "present_after must be >= 1, got 0"),
         ({"absent_after": 0}, "absent_after must be >= 1, got 0"),
+        ({"absent_after": 2.5}, "absent_after must be an integer >= 1, got 2.5"),
         ({"max_boxes": 0}, "max_boxes must be >= 1, got 0"),
         ({"labels": ()}, "labels must name at least 1 class, got 0"),
         ({"labels": ("dog", "dog")}, "labels must be unique, got 'dog' more than once"),
@@ -293,7 +320,6 @@ def test_state_and_time_per_frame_stay_flat_over_a_long_stream():
     rng = np.random.default_rng(0)
     smoother = TemporalSmoother(LABELS, max_boxes=10)
     frames, block = 100_000, 2_000
-    bound = len(LABELS) * smoother.max_boxes
     times = np.empty(frames)
     for t in range(frames):
         boxes, cls = [], []
@@ -310,9 +336,7 @@ def test_state_and_time_per_frame_stay_flat_over_a_long_stream():
         start = time.process_time()
         smoother.update(frame)
         times[t] = time.process_time() - start
-        assert len(smoother._evidence) <= smoother.window - 1
-        assert sum(len(e.scores) for e in smoother._evidence) <= (smoother.window - 1) * bound
-        assert len(smoother._cls) <= bound
+        assert len(smoother.scored()) <= smoother.max_boxes
     # CPU time, and medians of 100-frame chunks, shrug off other work on a shared machine.
     chunks = np.median(times.reshape(-1, 100), axis=1)
     early, late = np.median(chunks[: block // 100]), np.median(chunks[-block // 100 :])

@@ -1,0 +1,117 @@
+"""`streamsink calibrate`: pick threshold and sinks for a false-alarm budget instead of by trial and error.
+
+On a small labelled set, every sink setting (0 to 24 sinks, each init) runs once
+with all of the set's classes in one prompt, the way people prompt; then every
+display threshold of a grid is scored by the states users would read: on clips
+the temporal stage's states, on still images the raw ones (a class is "present"
+when it has a box). The chosen setting is the one with the fewest missed present
+pairs whose false-"present" rate stays within the budget; ties go to fewer sinks
+and a lower threshold. The attention-sink paper finds 64 images enough to rank
+such settings; a few clips of a few hundred frames give thousands of pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamsink.evaluate import Dataset, Method, detect_together, presence_truth, raw_states, smooth
+from streamsink.metrics import STATE_GRACE, StateReport, StateTrack
+from streamsink.profile import SINK_INITS, Profile, ProfileError, model_fingerprint
+
+SINK_COUNTS = (0, 4, 8, 16, 24)
+THRESHOLDS = tuple(round(float(t), 3) for t in np.arange(0.1, 0.801, 0.025))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (sinks, init, threshold) and its state figures on the calibration set."""
+
+    sinks: int
+    sink_init: str
+    threshold: float
+    figures: dict[str, float]
+
+    @property
+    def false_present(self) -> float:
+        return self.figures["false_present"]
+
+    @property
+    def missed(self) -> float:
+        return self.figures["missed"]
+
+
+@dataclass
+class Calibration:
+    """Every candidate measured, the one chosen, and what the budget costs in recall."""
+
+    profile: Profile
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def chosen(self) -> Candidate:
+        return next(c for c in self.candidates if (c.sinks, c.sink_init, c.threshold) ==
+                    (self.profile.sinks, self.profile.sink_init, self.profile.threshold))
+
+    def report(self) -> list[str]:
+        """Plain lines: the choice, its figures, and the recall the budget costs against the best unbounded."""
+        chosen = self.chosen
+        loosest = min(self.candidates, key=lambda c: (c.missed, c.false_present))
+        sinks = f"{chosen.sinks} {chosen.sink_init} sinks" if chosen.sinks else "no sinks"
+        return [
+            f"chosen: threshold {chosen.threshold:g}, {sinks}",
+            f"  false present {chosen.false_present:.1%} (budget {self.profile.max_false_alarms:.1%}), "
+            f"missed {chosen.missed:.1%}, delay to present {chosen.figures['delay_present']:.1f} frames, "
+            f"to absent {chosen.figures['delay_absent']:.1f}",
+            f"  the budget costs {max(0.0, chosen.missed - loosest.missed):.1%} of recall: with no budget the best "
+            f"setting measured misses {loosest.missed:.1%} at false present {loosest.false_present:.1%}",
+        ]
+
+
+def settings_grid(sink_counts: Sequence[int] = SINK_COUNTS, inits: Sequence[str] = SINK_INITS) -> list[tuple[int, str]]:
+    """(sinks, init) pairs to try; 0 sinks once, whatever the init."""
+    grid = [(0, "mean")] if 0 in sink_counts else []
+    grid += [(n, init) for n in sink_counts if n > 0 for init in inits]
+    return grid
+
+
+def calibrate(detector, dataset: Dataset, *, model: str, max_false_alarms: float, sink_counts: Sequence[int] = SINK_COUNTS,
+              inits: Sequence[str] = SINK_INITS, thresholds: Sequence[float] = THRESHOLDS, min_score: float = 0.05,
+              smoother_options: dict | None = None, grace: int = STATE_GRACE, batch_size: int = 8,
+              progress: Callable[[str], None] | None = None) -> Calibration:
+    """Measure every setting on `dataset` (clips if it has them, else its images) and choose within the budget."""
+    if not 0.0 <= max_false_alarms <= 1.0:
+        raise ValueError(f"max false alarms must be a rate in [0, 1], got {max_false_alarms}")
+    if not thresholds or any(not min_score <= t <= 1.0 for t in thresholds):
+        raise ValueError(f"thresholds must lie in [min score={min_score}, 1], got {list(thresholds)}")
+    clips = dataset.clips or ([dataset.images] if dataset.images else [])
+    if not clips:
+        raise ValueError(f"{dataset.name} has no images or clips to calibrate on")
+    smoothed = bool(dataset.clips)
+    classes = tuple(dataset.classes)
+    truths = [presence_truth(clip, classes) for clip in clips]
+    candidates: list[Candidate] = []
+    for sinks, init in settings_grid(sink_counts, inits):
+        if progress:
+            progress(f"{sinks} {init} sinks" if sinks else "no sinks")
+        method = Method(f"sinks-{init}-{sinks}" if sinks else "stock", sinks=sinks, sink_init=init)
+        found = [detect_together(detector, method, clip, classes, threshold=min_score, batch_size=batch_size) for clip in clips]
+        for threshold in thresholds:
+            tracks = []
+            for frames, truth in zip(found, truths):
+                states = (smooth(frames, classes, threshold, smoother_options).states if smoothed
+                          else raw_states(frames, len(classes), threshold))
+                tracks.append(StateTrack(truth, states, dataset.fps))
+            candidates.append(Candidate(sinks, init, float(threshold), StateReport(tracks, grace).summary()))
+    within = [c for c in candidates if not math.isnan(c.false_present) and c.false_present <= max_false_alarms]
+    if not within:
+        best = min(candidates, key=lambda c: c.false_present)
+        raise ProfileError(f"no setting keeps false present within {max_false_alarms:.1%} on {dataset.name}: the lowest "
+                           f"measured is {best.false_present:.1%} (threshold {best.threshold:g}, {best.sinks} sinks)")
+    best = min(within, key=lambda c: (c.missed, c.sinks, c.threshold))
+    profile = Profile(best.threshold, best.sinks, best.sink_init, model_fingerprint(model), model_name=str(model),
+                      max_false_alarms=float(max_false_alarms), dataset=dataset.name, measured=dict(best.figures))
+    return Calibration(profile, candidates)
