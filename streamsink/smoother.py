@@ -100,10 +100,14 @@ class TemporalSmoother:
 
     labels: the prompted classes, in the detector's order; every `update` must carry exactly these.
     threshold: the display threshold an object's accumulated score must reach, [0, 1].
-    rate: weight of the newest frame in each object's per-class evidence, (0, 1]; 1 shows raw scores.
+    rate: weight of the newest frame in an object's score, (0, 1]; 1 follows the detector's scores.
+    margin: detections scoring more than this under `threshold` are not evidence, [0, 1]: the
+        weakest queries of a trained detector name shapes at random and only dilute the labels.
     iou: overlap that continues an object from one frame to the next, (0, 1].
     merge_iou: overlap at which a further detection is a duplicate on an object, (0, 1].
     keep: share of `threshold` a shown object must keep to stay shown, (0, 1].
+    label_weight: how much a label named on only part of an object's life lowers its score, [0, 1]:
+        the score is multiplied by that part to this power (0: not at all, 1: in proportion).
     smoothing: how much a box trusts its own prediction over the new detection, [0, 1).
     present_after / absent_after: consecutive frames (>= 1) showing / not showing a class before
         its state turns "present" / "absent".
@@ -116,10 +120,12 @@ class TemporalSmoother:
         labels: Sequence[str],
         *,
         threshold: float = 0.3,
-        rate: float = 0.35,
+        rate: float = 0.5,
+        margin: float = 0.05,
         iou: float = 0.3,
         merge_iou: float = 0.5,
         keep: float = 0.5,
+        label_weight: float = 0.5,
         smoothing: float = 0.5,
         present_after: int = 1,
         absent_after: int = 3,
@@ -136,9 +142,11 @@ class TemporalSmoother:
             raise ValueError(f"labels must be unique, got {twice!r} more than once")
         self.threshold = _check_float("threshold", threshold, 0.0, 1.0, low_open=False, high_open=False)
         self.rate = _check_float("rate", rate, 0.0, 1.0, low_open=True, high_open=False)
+        self.margin = _check_float("margin", margin, 0.0, 1.0, low_open=False, high_open=False)
         self.iou = _check_float("iou", iou, 0.0, 1.0, low_open=True, high_open=False)
         self.merge_iou = _check_float("merge_iou", merge_iou, 0.0, 1.0, low_open=True, high_open=False)
         self.keep = _check_float("keep", keep, 0.0, 1.0, low_open=True, high_open=False)
+        self.label_weight = _check_float("label_weight", label_weight, 0.0, 1.0, low_open=False, high_open=False)
         self.smoothing = _check_float("smoothing", smoothing, 0.0, 1.0, low_open=False, high_open=True)
         self.present_after = _check_int("present_after", present_after, 1)
         self.absent_after = _check_int("absent_after", absent_after, 1)
@@ -204,14 +212,16 @@ class TemporalSmoother:
             return np.zeros(0), np.zeros(0, np.int64)
         label = self._named.argmax(axis=1)
         share = self._named[np.arange(len(label)), label] / np.maximum(self._named.sum(axis=1), 1e-12)
-        return self._seen * share, label.astype(np.int64)
+        return self._seen * share**self.label_weight, label.astype(np.int64)
 
     def _capped(self, detections: Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Finite rows only, at most `max_boxes`, highest score first; copies, so inputs are never touched."""
+        """Finite rows within `margin` of the threshold, at most `max_boxes`, highest score first; copies,
+        so inputs are never touched."""
         xyxy = detections.xyxy.astype(np.float64)
         scores = detections.scores.astype(np.float64)
         cls = detections.class_id.copy()
         finite = np.isfinite(xyxy).all(axis=1) & np.isfinite(scores)
+        finite &= np.nan_to_num(scores, nan=-1.0) >= self.threshold - self.margin
         if not finite.all():
             logger.debug("dropping %d detections with non-finite values", int((~finite).sum()))
         order = np.flatnonzero(finite)[np.argsort(-scores[finite], kind="stable")][: self.max_boxes]
@@ -286,8 +296,9 @@ class TemporalSmoother:
 
     def __repr__(self) -> str:
         return (
-            f"TemporalSmoother(labels={self._labels!r}, threshold={self.threshold:g}, rate={self.rate:g}, "
-            f"iou={self.iou:g}, merge_iou={self.merge_iou:g}, keep={self.keep:g}, smoothing={self.smoothing:g}, "
+            f"TemporalSmoother(labels={self._labels!r}, threshold={self.threshold:g}, rate={self.rate:g}, margin={self.margin:g}, "
+            f"iou={self.iou:g}, merge_iou={self.merge_iou:g}, keep={self.keep:g}, "
+            f"label_weight={self.label_weight:g}, smoothing={self.smoothing:g}, "
             f"present_after={self.present_after}, absent_after={self.absent_after}, forget={self.forget:g}, "
             f"max_boxes={self.max_boxes})"
         )
