@@ -194,14 +194,13 @@ class TemporalSmoother:
         score, label = self._scores()
         self._shown = (score >= self.threshold) | (self._shown & (score >= self.keep * self.threshold))
         self._update_states(label[self._shown])
-        return self._detections(self._shown)
+        return self._detections(self._shown, score, label)
 
     def scored(self) -> Detections:
         """Every live object with its label and accumulated score, shown or not (what evaluation ranks)."""
-        return self._detections(np.ones(len(self._box), bool))
+        return self._detections(np.ones(len(self._box), bool), *self._scores())
 
-    def _detections(self, mask: np.ndarray) -> Detections:
-        score, label = self._scores()
+    def _detections(self, mask: np.ndarray, score: np.ndarray, label: np.ndarray) -> Detections:
         return Detections(self._box[mask].astype(np.float32), np.clip(score[mask], 0.0, 1.0).astype(np.float32),
                           label[mask], self._labels)
 
@@ -236,12 +235,12 @@ class TemporalSmoother:
         predicted = self._box + self._vel
         matched = np.zeros(n_objects, bool)
         if n_objects and len(scores):
-            objects, dets = _greedy_pairs(box_iou(predicted, xyxy), self.iou)
+            overlap = box_iou(predicted, xyxy)
+            objects, dets = _greedy_pairs(overlap, self.iou)
             residual = xyxy[dets] - predicted[objects]
             self._vel[objects] += self._beta * residual
             predicted[objects] += self._alpha * residual
             matched[objects] = True
-            overlap = box_iou(predicted, xyxy)
             owner = overlap.argmax(axis=0)
             owner[dets] = objects
             explained = overlap.max(axis=0) >= self.merge_iou
