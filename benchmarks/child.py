@@ -101,10 +101,12 @@ def main(argv: list[str]) -> dict:
         frames = copy(*rest[:2])
     elif mode == "null":
         video, out = rest[:2]
-        cli._load_detector = lambda args, console, sinks=None: NullDetector()
+        from streamsink.cli.commands import cmd_process
+
+        args = cli.build_parser().parse_args(["process", video, "-p", common.PROMPT, "-m", "unused", "-o", out, *rest[2:]])
         stderr, sys.stderr = sys.stderr, devnull
         try:
-            code = cli.main(["process", video, "-p", common.PROMPT, "-m", "unused", "-o", out, *rest[2:]])
+            code = cmd_process(args, detector=NullDetector())
         finally:
             sys.stderr = stderr
         if code != 0:

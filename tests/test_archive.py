@@ -17,6 +17,7 @@ ray = pytest.importorskip("ray")
 
 from clips import make_clip  # noqa: E402
 from streamsink import archive  # noqa: E402
+from streamsink.archive import cluster  # noqa: E402
 from streamsink.archive import ArchiveReport, RayNotInstalledError, process_archive  # noqa: E402
 from streamsink.errors import PromptError, SourceError, SourceNotFoundError, WriterError  # noqa: E402
 
@@ -122,6 +123,59 @@ def test_outputs_and_presence_match_streamsink_process(first_run, archive_dir, t
         assert result.presence[label] == pytest.approx(expected, abs=1e-5)
 
 
+# Irregular steps (ms): presence by frame count x mean step and by timestamps disagree here.
+VFR_PTS = [0, 40, 80, 200, 210, 300, 400, 401, 450, 600, 640, 900]
+
+
+def _by_timestamps(pts: list[float], present: list[bool]) -> float:
+    lasts = np.diff(pts + [pts[-1] + (pts[-1] - pts[0]) / (len(pts) - 1)])
+    return float(sum(d for d, p in zip(lasts, present) if p))
+
+
+def _by_frame_count(pts: list[float], present: list[bool]) -> float:
+    """What `process` printed before presence had one accounting: present frames x mean step."""
+    return sum(present) * (pts[-1] - pts[0]) / (len(pts) - 1)
+
+
+def test_process_and_process_ray_give_the_same_presence_on_variable_frame_rate(ray_local, tiny_checkpoint, tmp_path,
+                                                                                capsys):
+    import re
+    from fractions import Fraction
+
+    import streamsink
+    from streamsink.cli import main
+
+    clip = make_clip(tmp_path / "vfr.mkv", frames=len(VFR_PTS), pts=VFR_PTS, time_base=Fraction(1, 1000))
+    pts = [p / 1000 for p in VFR_PTS]
+    # The random model's best "dog" score per frame; a threshold between two of them makes dog present in some frames.
+    best = [float(r.raw.scores.max(initial=0.0)) for r in
+            streamsink.run(str(clip), "dog", model=str(tiny_checkpoint), smooth=False, threshold=0.0, threads=1)]
+    levels = sorted(set(best))
+    candidates = []
+    for low, high in zip(levels, levels[1:]):
+        threshold = (low + high) / 2
+        present = [b > threshold for b in best]
+        new, old = _by_timestamps(pts, present), _by_frame_count(pts, present)
+        if high - low > 1e-3 and round(new, 1) != round(old, 1):
+            candidates.append((abs(new - old), threshold, new, old))
+    assert candidates, f"no threshold separates the two accountings for scores {best}"
+    _, threshold, expected, old = max(candidates)
+    flags = ["-p", "dog", "-m", str(tiny_checkpoint), "--no-smooth", "--threshold", f"{threshold:.6f}", "--threads", "1"]
+
+    assert main(["process", str(clip), *flags, "-o", str(tmp_path / "one" / "vfr.mp4")]) == 0
+    err = capsys.readouterr().err
+    printed = float(re.search(r"dog: present in \d+ frames \(~([\d.]+) s\)", err).group(1))
+    assert main(["process", "--ray", "-o", str(tmp_path / "ray"), str(clip), *flags, "--workers", "1"]) == 0, \
+        capsys.readouterr().err
+    (entry,) = json.loads((tmp_path / "ray" / "summary.json").read_text())["files"]
+
+    records = jsonl_records(tmp_path / "one" / "vfr.jsonl")
+    assert records == jsonl_records(tmp_path / "ray" / "vfr.jsonl")
+    assert entry["presence"]["dog"] == pytest.approx(expected, abs=1e-5)
+    assert printed == round(entry["presence"]["dog"], 1), "process and process --ray report the same seconds"
+    assert printed != round(old, 1), "the frame-count rule would have printed another figure"
+
+
 def test_rerun_skips_complete_outputs_and_redoes_incomplete_ones(first_run, archive_dir, tiny_checkpoint):
     out, before, _ = first_run
     first = {f.name: f for f in before.files}
@@ -205,7 +259,7 @@ def no_ray_start(monkeypatch):
     def refuse(*args, **kwargs):
         raise RayReached("Ray was started before the bad setting was noticed")
 
-    monkeypatch.setattr(archive, "_connect", refuse)
+    monkeypatch.setattr(cluster, "connect", refuse)
     monkeypatch.setattr(ray, "init", refuse)
 
 
@@ -307,12 +361,12 @@ PLANS = {
 @pytest.mark.parametrize("case", list(PLANS), ids=list(PLANS))
 def test_replicas_follow_the_cluster(case):
     nodes, device, workers, files, expected = PLANS[case]
-    assert archive._plan(FakeCluster(*nodes), device, workers, files) == expected
+    assert cluster.plan(FakeCluster(*nodes), device, workers, files) == expected
 
 
 def test_cuda_on_a_cluster_without_gpus_is_refused():
     with pytest.raises(ValueError, match="no GPU"):
-        archive._plan(FakeCluster((4, 0)), "cuda", None, 10)
+        cluster.plan(FakeCluster((4, 0)), "cuda", None, 10)
 
 
 def test_cli_process_ray_writes_every_file_and_reports_the_corrupt_one(ray_local, archive_dir, tiny_checkpoint,

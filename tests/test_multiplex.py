@@ -14,7 +14,10 @@ from clips import ClipServer, make_clip, read_video_pts
 from test_cli import run_cli
 
 from streamsink.engine import iterate
-from streamsink.multiplex import FAILED, Multiplexer, RoutedDetect, per_source_smoothers, prompts_per_source
+from streamsink.api import smoothers_for
+from streamsink.multiplex import FAILED, Multiplexer, prompts_per_source
+from streamsink.settings import RunSettings
+from streamsink.stages import RoutedDetect
 from streamsink.sources import describe_source, expand_inputs, open_source, unique_names
 from streamsink.types import Detections, Frame
 
@@ -174,7 +177,7 @@ def test_routed_detect_splits_a_batch_by_prompt():
 
 
 def _separately(detector, clip: Path, classes, batch_size: int) -> list:
-    from streamsink.engine import make_detect
+    from streamsink.stages import make_detect
     from streamsink.smoother import TemporalSmoother
 
     with open_source(str(clip)) as source:
@@ -193,7 +196,7 @@ def test_batched_sources_give_the_detections_of_separate_runs(tmp_path, tiny_che
     ]
     prompts = {"a": ("dog", "tractor"), "b": ("dog", "tractor"), "c": ("cat",)}
     mux = Multiplexer([str(c) for c in clips])
-    smoothers = per_source_smoothers(prompts)
+    smoothers = smoothers_for(prompts, RunSettings())
     together = defaultdict(list)
     batch_sources = []
 
@@ -390,7 +393,7 @@ def test_headless_status_shows_sources_without_frames_and_quits_without_them():
 
     from rich.console import Console
 
-    from streamsink.cli import LiveStatus
+    from streamsink.cli.console import LiveStatus
     from streamsink.multiplex import SourceState
 
     states = [SourceState("gate", "rtsp://gate/s", True), SourceState("yard", "rtsp://yard/s", True, status=FAILED,
