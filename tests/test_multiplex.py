@@ -299,7 +299,7 @@ def test_several_sources_usage_errors(tmp_path, extra, message, capsys):
 
 
 def test_watch_several_streams_one_dies_the_other_goes_on(tmp_path, tiny_checkpoint, capsys, monkeypatch):
-    import streamsink.sources as sources
+    import streamsink.sources.live as sources
 
     monkeypatch.setattr(sources, "RECONNECT_DELAY", 0.05)
     healthy = make_clip(tmp_path / "healthy.mkv", frames=30).read_bytes()
@@ -327,7 +327,7 @@ def test_watch_several_streams_one_dies_the_other_goes_on(tmp_path, tiny_checkpo
 
 
 def test_a_stream_that_reconnects_reports_it(tmp_path, tiny_checkpoint, monkeypatch):
-    import streamsink.sources as sources
+    import streamsink.sources.live as sources
 
     monkeypatch.setattr(sources, "RECONNECT_DELAY", 0.05)
     data = make_clip(tmp_path / "live.ts", frames=30, width=64, height=48).read_bytes()
