@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from streamsink.channels import DONE, Channel, Failure, Stopped
+from streamsink.channels import END, Channel, Failure, Stopped
 from streamsink.settings import DEFAULT_MAX_LATENCY, check_int, check_max_latency
 from streamsink.stages import batches, live_batches, make_detect
 from streamsink.types import Detections, Frame, Result, raw_states
@@ -109,7 +109,7 @@ def iterate(
                 return
             except BaseException as error:  # handed downstream, raised in the caller's thread
                 out.put(Failure(error))
-            out.put(DONE)
+            out.put(END)
 
         return threading.Thread(target=work, name=f"streamsink-{name}", daemon=True)
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from streamsink.channels import DONE, Channel, Failure
+from streamsink.channels import END, Channel, Failure
 from streamsink.types import Detections, Frame
 
 
@@ -44,7 +44,7 @@ def live_batches(frames: Channel, size: int, max_latency: float) -> Iterator[lis
                 item = frames.get(timeout=max(0.0, born + max_latency - time.monotonic()))
             except queue.Empty:
                 break
-            if item is DONE:
+            if item is END:
                 yield batch
                 return
             if isinstance(item, Failure):
