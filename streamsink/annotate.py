@@ -181,6 +181,7 @@ class Outputs:
 
         target, own = self.targets[name], ExitStack()
         self._stack.callback(own.close)
+        summary.fps_of_source = getattr(self._source_of(name), "fps", None)  # the last frame's length in a 1-frame source
         video = jsonl = window = None
         if target.video is not None:
             video = own.enter_context(VideoWriter.like(self._source_of(name), target.video))

@@ -400,3 +400,19 @@ def test_rerun_redoes_outputs_made_from_another_file_or_other_settings(ray_local
     assert_complete(out, "cam", day2 / "cam.mp4")
     other_threshold = process_archive([day2], out, prompt=PROMPT, model=str(tiny_checkpoint), workers=1, threshold=0.5)
     assert [f.status for f in other_threshold.files] == ["done"]
+
+
+def test_fingerprint_takes_every_setting_that_changes_outputs(tmp_path):
+    """A RunSettings field joins the fingerprint when set, with no edit in the archive; speed-only ones never do."""
+    from streamsink import RunSettings
+    from streamsink.archive import ReplicaSettings
+    from streamsink.archive.outputs import fingerprint
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=2)
+    plain = fingerprint(str(clip), ReplicaSettings(RunSettings(model="m"), ("dog",)))
+    assert set(plain) == {"input", "size", "mtime_ns", "classes", "raw", "model", "sinks", "sink_init", "threshold",
+                          "smooth"}, "outputs made before other fields existed still match"
+    smoothed = fingerprint(str(clip), ReplicaSettings(RunSettings(model="m", smoother_options={"window": 3}), ("dog",)))
+    assert smoothed == {**plain, "smoother_options": {"window": 3}}
+    faster = RunSettings(model="m", device="cpu", dtype="fp16", batch_size=8, threads=1, compile=True)
+    assert fingerprint(str(clip), ReplicaSettings(faster, ("dog",))) == plain

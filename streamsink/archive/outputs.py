@@ -10,12 +10,13 @@ that the next run removes.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,15 @@ class Job:
         return stem.with_name(stem.name + ".mp4"), stem.with_name(stem.name + ".jsonl")
 
 
+# Settings that change how fast outputs are made, not what they say; every other RunSettings field is
+# part of a fingerprint, so a field added to RunSettings is too, with no edit here.
+_NOT_IN_FINGERPRINT = frozenset({"device", "dtype", "batch_size", "compile", "cuda_graphs", "threads", "max_latency",
+                                 "buffer", "retries"})
+# Fingerprints always carried these; other fields join only when not at their default, so outputs made
+# before a field existed still match a rerun that leaves it alone.
+_ALWAYS_IN_FINGERPRINT = ("model", "sinks", "sink_init", "threshold", "smooth")
+
+
 def fingerprint(path: str, replica: ReplicaSettings) -> dict[str, Any]:
     """What outputs depend on: the input file (path, size, modification time) and the detection settings.
 
@@ -85,14 +95,17 @@ def fingerprint(path: str, replica: ReplicaSettings) -> dict[str, Any]:
     """
     stat = Path(path).stat()
     settings = replica.settings
-    made = {
-        "input": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-        "model": settings.model, "classes": list(replica.classes), "sinks": settings.sinks,
-        "sink_init": settings.sink_init, "threshold": settings.threshold, "smooth": settings.smooth,
-        "raw": replica.raw,
-    }
-    if settings.smooth and settings.smoother_options:  # only when set, so outputs made before they existed still match
-        made["smoother_options"] = dict(sorted(settings.smoother_options.items()))
+    made: dict[str, Any] = {"input": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                            "classes": list(replica.classes), "raw": replica.raw}
+    made.update((name, getattr(settings, name)) for name in _ALWAYS_IN_FINGERPRINT)
+    default = RunSettings()
+    for item in dataclasses.fields(RunSettings):
+        name = item.name
+        if name in _NOT_IN_FINGERPRINT or name in _ALWAYS_IN_FINGERPRINT:
+            continue
+        value = getattr(settings, name)
+        if value != getattr(default, name):
+            made[name] = dict(sorted(value.items())) if isinstance(value, Mapping) else value
     return made
 
 
