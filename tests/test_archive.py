@@ -416,3 +416,102 @@ def test_fingerprint_takes_every_setting_that_changes_outputs(tmp_path):
     assert smoothed == {**plain, "smoother_options": {"window": 3}}
     faster = RunSettings(model="m", device="cpu", dtype="fp16", batch_size=8, threads=1, compile=True)
     assert fingerprint(str(clip), ReplicaSettings(faster, ("dog",))) == plain
+
+
+class FakeRay(FakeCluster):
+    """The Ray calls the scheduler makes, answered in this process: replicas are scripted, tasks finish at once."""
+
+    class exceptions:  # noqa: N801  (the shape of ray.exceptions)
+        class RayError(Exception):
+            pass
+
+        class RayActorError(RayError):
+            pass
+
+        class RayTaskError(RayError):
+            def __init__(self, cause: BaseException) -> None:
+                super().__init__(str(cause))
+                self.cause = cause
+
+    class Ref:
+        def __init__(self, value=None, error: BaseException | None = None) -> None:
+            self.value, self.error = value, error
+
+    def __init__(self, nodes, outcome) -> None:
+        super().__init__(*nodes)
+        self.outcome = outcome  # (job, actor number) -> FileResult, or raises: the file's fate on that replica
+        self.actors: list = []
+
+    def remote(self, cls):
+        fake = self
+
+        class Method:
+            def __init__(self, call) -> None:
+                self.remote = call
+
+        class Actor:
+            def __init__(self, replica) -> None:
+                self.number, self.dead = len(fake.actors), False
+                fake.actors.append(self)
+                self.ready = Method(lambda: fake.Ref(self.number))
+                self.process = Method(self._process)
+
+            def _process(self, job):
+                if self.dead:
+                    return fake.Ref(error=fake.exceptions.RayActorError("actor died"))
+                try:
+                    return fake.Ref(fake.outcome(job, self))
+                except fake.exceptions.RayActorError as error:
+                    self.dead = True
+                    return fake.Ref(error=error)
+
+        class ActorClass:
+            def options(self, **options):
+                return self
+
+            def remote(self, replica):
+                return Actor(replica)
+
+        return ActorClass()
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        return list(refs)[:num_returns], list(refs)[num_returns:]
+
+    def get(self, ref):
+        if isinstance(ref, list):
+            return [self.get(r) for r in ref]
+        if ref.error is not None:
+            raise ref.error
+        return ref.value
+
+    def kill(self, actor, no_restart=True):
+        actor.dead = True
+
+
+def test_scheduler_retries_a_failing_file_once_and_redoes_a_dead_replicas_file_elsewhere(tmp_path):
+    from streamsink import RunSettings
+    from streamsink.archive import FileResult, Job, ReplicaSettings
+    from streamsink.archive.scheduler import Scheduler
+
+    tries: dict[str, list[int]] = {}
+
+    def outcome(job, actor):
+        tries.setdefault(job.name, []).append(actor.number)
+        if job.name == "bad":
+            return FileResult(job.name, job.input, "failed", error="not a video")
+        if job.name == "crash" and len(tries["crash"]) == 1:
+            raise FakeRay.exceptions.RayActorError("replica killed")
+        return FileResult(job.name, job.input, "done", frames=3)
+
+    names = ["a", "crash", "bad", "b"]
+    jobs = [Job(i, name, f"{name}.mp4", str(tmp_path), "") for i, name in enumerate(names)]
+    results: list = [None] * len(jobs)
+    ray = FakeRay([(2, 0)], outcome)
+    scheduler = Scheduler(results, None, None)
+    scheduler.go(ray, jobs, ReplicaSettings(RunSettings(model="m"), ("dog",)), 2)
+    by_name = {r.name: r for r in results}
+    assert {n: r.status for n, r in by_name.items()} == {"a": "done", "crash": "done", "bad": "failed", "b": "done"}
+    assert by_name["bad"].attempts == 2 and len(tries["bad"]) == 2, "a failing file is tried once more, then failed"
+    assert len(tries["crash"]) == 2 and tries["crash"][1] != tries["crash"][0], "redone on another replica"
+    assert by_name["crash"].attempts == 1, "a replica's death does not count against the file"
+    assert scheduler.replacements == 1 and len(ray.actors) == 3 and all(a.dead for a in ray.actors)
