@@ -6,6 +6,13 @@ all three (the CLI's parser and the archive read the fields, they do not list
 them again). `validate()` needs neither torch nor a model, so bad settings
 fail before anything is opened or loaded; whether a device exists on this
 machine is a separate, later question (`streamsink.detector.device`).
+
+Adding an option: a field here (and its check in `validate`), and, for the
+command line, a flag of the same name in `streamsink/cli/parser.py`. Nothing
+else: `run(**options)`, `settings_from_args`, `process_archive` and its
+replicas, and the archive's resume fingerprint all read the fields by name
+(tests/test_settings.py walks the parser and fails for a flag that is neither
+a field nor an output option).
 """
 
 from __future__ import annotations
