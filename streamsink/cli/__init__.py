@@ -15,8 +15,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from streamsink.cli.console import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from streamsink.cli.parser import UsageError, build_parser, flag_message
+from streamsink.cli.parser import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    build_parser,
+    flag_message,
+)
 from streamsink.errors import StreamsinkError
 from streamsink.settings import SettingsError
 

@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from streamsink.cli.console import (
-    EXIT_INTERRUPTED,
     ArchiveProgress,
-    EXIT_OK,
     FileProgress,
     LiveStatus,
     NoDisplay,
@@ -31,7 +29,7 @@ from streamsink.cli.console import (
     print_summary,
     stderr_console,
 )
-from streamsink.cli.parser import UsageError, settings_from_args
+from streamsink.cli.parser import EXIT_INTERRUPTED, EXIT_OK, UsageError, settings_from_args
 from streamsink.settings import RunSettings
 
 

@@ -13,12 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamsink.cli.parser import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from streamsink.types import SourceStatus, State
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def stderr_console():

@@ -13,6 +13,11 @@ import argparse
 
 from streamsink.settings import DEFAULT_MODEL, RunSettings, SettingsError
 
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
 
 class UsageError(Exception):
     """Bad command-line usage: printed as one line, exit 2."""
