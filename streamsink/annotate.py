@@ -188,7 +188,8 @@ class Outputs:
             summary.outputs.append(str(target.video))
         if target.jsonl == "-":
             jsonl = self._stdout
-            summary.outputs.append("stdout")
+            if len(self.targets) == 1:  # with several sources stdout holds them all; no one source wrote it
+                summary.outputs.append("stdout")
         elif target.jsonl is not None:
             jsonl = own.enter_context(JsonlWriter(target.jsonl))
             summary.outputs.append(target.jsonl)
