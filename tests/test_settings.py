@@ -175,3 +175,18 @@ def test_settings_error_is_a_value_error_and_a_streamsink_error():
         RunSettings(sinks=-1).validate()
     assert isinstance(raised.value, ValueError) and isinstance(raised.value, StreamsinkError)
     assert raised.value.name == "sinks"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_reaches_the_run_path_from_the_command_line(command, sample_clip, monkeypatch, tmp_path):
+    import streamsink.api
+    from streamsink.cli import main
+
+    words, settings = _all_changed(command, [str(sample_clip)])
+    seen = []
+    monkeypatch.setattr(streamsink.api, "load_detector", lambda s, **kw: seen.append(("load", s)) or object())
+    monkeypatch.setattr(streamsink.api, "detect_sources",
+                        lambda frames, prompts, s, **kw: iter(seen.append(("run", s)) or ()))
+    extra = ["-o", str(tmp_path / "out.mp4")] + (["--headless"] if command == "watch" else [])
+    assert main([*words, *extra]) == 0
+    assert seen == [("load", settings), ("run", settings)]
