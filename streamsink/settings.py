@@ -127,7 +127,10 @@ class RunSettings:
         if self.smooth and self.smoother_options:
             from streamsink.smoother import TemporalSmoother
 
-            TemporalSmoother(("x",), **self.smoother_options)
+            try:
+                TemporalSmoother(("x",), **self.smoother_options)
+            except TypeError as error:  # a name the smoother does not take: one line, not a traceback
+                raise SettingsError("smoother_options", "smoother_options", f"has an unknown option: {error}") from None
         return self
 
     @property

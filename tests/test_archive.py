@@ -412,8 +412,8 @@ def test_fingerprint_takes_every_setting_that_changes_outputs(tmp_path):
     plain = fingerprint(str(clip), ReplicaSettings(RunSettings(model="m"), ("dog",)))
     assert set(plain) == {"input", "size", "mtime_ns", "classes", "raw", "model", "sinks", "sink_init", "threshold",
                           "smooth"}, "outputs made before other fields existed still match"
-    smoothed = fingerprint(str(clip), ReplicaSettings(RunSettings(model="m", smoother_options={"window": 3}), ("dog",)))
-    assert smoothed == {**plain, "smoother_options": {"window": 3}}
+    smoothed = fingerprint(str(clip), ReplicaSettings(RunSettings(model="m", smoother_options={"present_after": 2}), ("dog",)))
+    assert smoothed == {**plain, "smoother_options": {"present_after": 2}}
     faster = RunSettings(model="m", device="cpu", dtype="fp16", batch_size=8, threads=1, compile=True)
     assert fingerprint(str(clip), ReplicaSettings(faster, ("dog",))) == plain
 

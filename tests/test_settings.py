@@ -22,7 +22,8 @@ BAD = {
     "threads": ({"threads": -1}, "threads must be >= 0, got -1"),
     "buffer": ({"buffer": 0}, "buffer must be >= 1, got 0"),
     "retries": ({"retries": -2}, "retries must be >= 0, got -2"),
-    "smoother option": ({"smoother_options": {"window": 0}}, "window"),
+    "smoother option": ({"smoother_options": {"present_after": 0}}, "present_after"),
+    "unknown smoother option": ({"smoother_options": {"no_such_option": 1}}, "smoother_options has an unknown option"),
 }
 
 
@@ -142,7 +143,7 @@ def test_process_archive_hands_its_settings_to_the_replicas(sample_clip, tmp_pat
     from streamsink.archive import cluster, driver, process_archive
 
     settings = RunSettings(model="m", device="cpu", sinks=3, threshold=0.4, batch_size=2, smooth=True,
-                           smoother_options={"window": 3}, dtype="fp16", threads=1, compile=True)
+                           smoother_options={"present_after": 2}, dtype="fp16", threads=1, compile=True)
     reached = []
 
     class Reached(Exception):
