@@ -191,3 +191,14 @@ def test_every_option_reaches_the_run_path_from_the_command_line(command, sample
     extra = ["-o", str(tmp_path / "out.mp4")] + (["--headless"] if command == "watch" else [])
     assert main([*words, *extra]) == 0
     assert seen == [("load", settings), ("run", settings)]
+
+
+def test_a_setting_without_a_flag_keeps_its_own_name_on_the_command_line():
+    from streamsink.cli.parser import flag_message
+
+    with pytest.raises(SettingsError) as raised:
+        RunSettings(smoother_options={"no_such_option": 1}).validate()
+    assert flag_message(raised.value).startswith("smoother_options has an unknown option")
+    with pytest.raises(SettingsError) as raised:
+        RunSettings(retries=-1).validate()
+    assert flag_message(raised.value) == "--retries must be >= 0, got -1"

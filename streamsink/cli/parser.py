@@ -142,7 +142,17 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
 
 
 def flag_message(error: SettingsError) -> str:
-    """A settings error in the command line's words: "--sinks must be >= 0, got -1"."""
-    if error.words == error.name:
-        return f"--{error.name.replace('_', '-')} {error.rule}"
+    """A settings error in the command line's words when it has a flag of that name: "--sinks must be >= 0, got -1"."""
+    flag = f"--{error.name.replace('_', '-')}"
+    if error.words == error.name and flag in _flags():
+        return f"{flag} {error.rule}"
     return str(error)
+
+
+def _flags() -> set[str]:
+    flags: set[str] = set()
+    for action in build_parser()._actions:
+        for sub in getattr(action, "choices", None) or {}:
+            if isinstance(action.choices[sub], argparse.ArgumentParser):
+                flags.update(f for a in action.choices[sub]._actions for f in a.option_strings)
+    return flags
