@@ -33,19 +33,20 @@ import common  # noqa: E402
 
 def sequential(model: str, clips: list[Path], out: Path) -> dict:
     """Files one after another in this process, one model loaded once."""
-    from streamsink.archive import ArchiveWorker, _Job, _names, _Settings
+    from streamsink import RunSettings
+    from streamsink.archive import ArchiveWorker, Job, ReplicaSettings
+    from streamsink.archive.outputs import names_of
     from streamsink.detector.prompt import parse_classes
 
     started = time.perf_counter()
-    settings = _Settings(model, parse_classes(common.PROMPT), 16, "mean", "cpu", None, common.THRESHOLD, 4, True,
-                         False, None, float(os.cpu_count() or 1), False, False)
-    worker = ArchiveWorker(settings)
+    settings = RunSettings(model=model, device="cpu", threshold=common.THRESHOLD, batch_size=4)
+    worker = ArchiveWorker(ReplicaSettings(settings, parse_classes(common.PROMPT), cpus=float(os.cpu_count() or 1)))
     worker.ready()
     loaded = time.perf_counter()
     frames = 0
     out.mkdir(parents=True, exist_ok=True)
-    for index, (clip, name) in enumerate(zip(clips, _names([str(c) for c in clips]))):
-        result = worker.process(_Job(index, name, str(clip), str(out), f"{index:012x}"))
+    for index, (clip, name) in enumerate(zip(clips, names_of([str(c) for c in clips]))):
+        result = worker.process(Job(index, name, str(clip), str(out), f"{index:012x}"))
         if result.status != "done":
             raise RuntimeError(f"{clip}: {result.error}")
         frames += result.frames

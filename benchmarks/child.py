@@ -82,13 +82,8 @@ def main(argv: list[str]) -> dict:
     elif mode == "streamsink":
         model, video, out = rest[:3]
         rest = list(rest)
-        if "--engine-threads" in rest:  # what a --threads flag of the CLI would pass to the engine
-            at = rest.index("--engine-threads")
-            threads = int(rest[at + 1])
-            del rest[at:at + 2]
-            import streamsink.engine
-
-            streamsink.engine.default_threads = lambda cpus=None, heavy=False: threads
+        if "--engine-threads" in rest:  # the CLI's own --threads (kept as a word of its own for old scripts)
+            rest[rest.index("--engine-threads")] = "--threads"
         stderr, sys.stderr = sys.stderr, devnull
         try:
             code = cli.main(["process", video, "-p", common.PROMPT, "-m", model, "-o", out, *rest[3:]])
@@ -101,10 +96,12 @@ def main(argv: list[str]) -> dict:
         frames = copy(*rest[:2])
     elif mode == "null":
         video, out = rest[:2]
-        cli._load_detector = lambda args, console, sinks=None: NullDetector()
+        from streamsink.cli.commands import cmd_process
+
+        args = cli.build_parser().parse_args(["process", video, "-p", common.PROMPT, "-m", "unused", "-o", out, *rest[2:]])
         stderr, sys.stderr = sys.stderr, devnull
         try:
-            code = cli.main(["process", video, "-p", common.PROMPT, "-m", "unused", "-o", out, *rest[2:]])
+            code = cmd_process(args, detector=NullDetector())
         finally:
             sys.stderr = stderr
         if code != 0:

@@ -22,11 +22,14 @@ from streamsink.errors import (
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "run": "streamsink.engine",
-    "Result": "streamsink.engine",
-    "DEFAULT_MODEL": "streamsink.engine",
+    "run": "streamsink.api",
+    "detect_sources": "streamsink.api",
+    "RunSettings": "streamsink.settings",
+    "DEFAULT_MODEL": "streamsink.settings",
+    "Result": "streamsink.types",
     "Frame": "streamsink.types",
     "Detections": "streamsink.types",
+    "State": "streamsink.types",
     "SinkDetector": "streamsink.detector",
     "TemporalSmoother": "streamsink.smoother",
     "Renderer": "streamsink.render",

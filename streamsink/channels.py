@@ -29,7 +29,8 @@ class Failure:
         self.error = error
 
 
-DONE = object()
+# The end of a channel's items (a sentinel, not a status: statuses are the enums in streamsink.types).
+END = object()
 
 
 class Channel:
@@ -63,10 +64,10 @@ class Channel:
         raise Stopped
 
     def __iter__(self) -> Iterator[Any]:
-        """Items until the producer puts DONE; a Failure it put is raised here."""
+        """Items until the producer puts END; a Failure it put is raised here."""
         while True:
             item = self.get()
-            if item is DONE:
+            if item is END:
                 return
             if isinstance(item, Failure):
                 raise item.error
@@ -107,7 +108,7 @@ class ReadAhead:
         except BaseException as error:  # handed to the consumer, raised there
             self._channel.put(Failure(error))
         else:
-            self._channel.put(DONE)
+            self._channel.put(END)
 
     def __iter__(self) -> Iterator[Any]:
         try:

@@ -11,7 +11,6 @@ method's raw detections at the same threshold.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -99,19 +98,10 @@ def _truth(annotations, classes: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def load_shapes_world():
-    """The shapes world ships in the source tree (samples/shapes.py), not in the wheel."""
-    path = Path(__file__).resolve().parent.parent / "samples" / "shapes.py"
-    if not path.is_file():
-        raise SourceNotFoundError(f"the shapes world is not here ({path}); run from a clone of the streamsink repository")
-    import sys
+    """The shapes world, which ships inside the package (`streamsink.shapes`)."""
+    from streamsink import shapes
 
-    name = "streamsink_shapes_world"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return shapes
 
 
 def shapes_dataset(seed: int, *, images: int = 100, clips: int = 2, clip_frames: int = 50) -> Dataset:

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamsink.channels import Channel, Stopped
-from streamsink.engine import DetectStages
 from streamsink.errors import one_line
 from streamsink.sources import Source, describe_source, open_source, unique_names
-from streamsink.types import Detections, Frame
+from streamsink.types import Frame, SourceStatus
 
 logger = logging.getLogger(__name__)
 
-WAITING, RUNNING, DONE, FAILED = "waiting", "running", "done", "failed"
+WAITING, RUNNING, DONE, FAILED = SourceStatus.WAITING, SourceStatus.RUNNING, SourceStatus.DONE, SourceStatus.FAILED
 
 
 @dataclass
@@ -47,7 +46,7 @@ class SourceState:
     name: str
     spec: str | int
     live: bool
-    status: str = WAITING
+    status: SourceStatus = WAITING
     frames: int = 0
     error: str | None = None
     source: Source | None = None
@@ -222,50 +221,6 @@ class Multiplexer:
         self.close()
 
 
-class RoutedDetect:
-    """The engine's detect stages for frames of several sources, each source with its own prompt.
-
-    A batch may hold frames of any sources; it is split by prompt and each
-    part is its own forward pass (a pass takes one prompt), so sources that
-    share a prompt share passes. Results come back in the batch's order.
-    """
-
-    def __init__(self, detector: Any, prompts: Mapping[str, tuple[str, ...]], threshold: float) -> None:
-        self._prompts = dict(prompts)
-        self._stages = {classes: DetectStages(detector, classes, threshold) for classes in dict.fromkeys(prompts.values())}
-        first = next(iter(self._stages.values()))
-        self.device = first.device
-        self.heavy = first.heavy
-
-    def _split(self, batch: list[Frame]) -> dict[tuple[str, ...], list[int]]:
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for i, frame in enumerate(batch):
-            groups.setdefault(self._prompts[frame.source], []).append(i)
-        return groups
-
-    def prepare(self, batch: list[Frame]) -> tuple[int, list]:
-        parts = []
-        for classes, indices in self._split(batch).items():
-            stages = self._stages[classes]
-            parts.append((stages, indices, stages.prepare([batch[i] for i in indices])))
-        return len(batch), parts
-
-    def infer(self, prepared: tuple[int, list]) -> tuple[int, list]:
-        count, parts = prepared
-        return count, [(stages, indices, stages.infer(item)) for stages, indices, item in parts]
-
-    def finish(self, pending: tuple[int, list]) -> list[Detections]:
-        count, parts = pending
-        results: list[Detections | None] = [None] * count
-        for stages, indices, item in parts:
-            for i, detections in zip(indices, stages.finish(item)):
-                results[i] = detections
-        return results  # type: ignore[return-value]
-
-    def __call__(self, batch: list[Frame]) -> list[Detections]:
-        return self.finish(self.infer(self.prepare(batch)))
-
-
 def prompts_per_source(
     names: Sequence[str], specs: Sequence[str | int], prompt: Any, given: Sequence[str | int] | None = None
 ) -> dict[str, tuple[str, ...]]:
@@ -292,45 +247,3 @@ def prompts_per_source(
     if unknown:
         raise ValueError(f"prompt given for unknown source(s): {', '.join(sorted(unknown))}")
     return prompts
-
-
-def run_many(sources: Sequence[str | int], prompt: Any, settings: Mapping[str, Any]) -> Iterator[Any]:
-    """`streamsink.run` over several sources; checks now, opens and loads when iterated."""
-    from streamsink.sources import expand_inputs
-
-    specs, given = [], []
-    for source in sources:
-        expanded = expand_inputs([source])
-        specs += expanded
-        given += [source] * len(expanded)
-    mux = Multiplexer(specs)
-    prompts = prompts_per_source(mux.names, specs, prompt, given)
-    return _run_many(mux, prompts, dict(settings))
-
-
-def _run_many(mux: Multiplexer, prompts: dict[str, tuple[str, ...]], settings: dict[str, Any]) -> Iterator[Any]:
-    from streamsink.engine import iterate
-
-    with mux:
-        detector = settings["detector"]
-        if detector is None:
-            from streamsink.detector import SinkDetector
-
-            detector = SinkDetector.from_pretrained(settings["model"], sinks=settings["sinks"],
-                                                    sink_init=settings["sink_init"], device=settings["device"])
-        smoothers = per_source_smoothers(prompts, settings["smoother_options"]) if settings["smooth"] else None
-        yield from iterate(
-            mux,
-            RoutedDetect(detector, prompts, settings["threshold"]),
-            batch_size=settings["batch_size"],
-            smoother_for=(lambda frame: smoothers[frame.source]) if smoothers else None,
-            max_latency=settings["max_latency"],
-            threads=settings["threads"],
-        )
-
-
-def per_source_smoothers(prompts: Mapping[str, tuple[str, ...]], options: Mapping[str, Any] | None = None) -> dict:
-    """One TemporalSmoother per source, for that source's classes."""
-    from streamsink.smoother import TemporalSmoother
-
-    return {name: TemporalSmoother(classes, **(options or {})) for name, classes in prompts.items()}

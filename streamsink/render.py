@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from streamsink.types import Detections
+from streamsink.types import Detections, State, raw_states
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ DEFAULT_PALETTE: tuple[tuple[int, int, int], ...] = (
 PRESENT_COLOUR = (90, 230, 120)
 ABSENT_COLOUR = (170, 170, 170)
 INFO_COLOUR = (255, 255, 255)
-_STATE_TEXT = {"present": "present", "absent": "not here"}
+_STATE_TEXT = {State.PRESENT: "present", State.ABSENT: "not here"}
 _REFERENCE_SIDE = 480  # the short side at which sizes below are in plain pixels
 _STRIP_OPACITY = 0.65
 _FONT_WEIGHT = 600  # semi-bold: reads better over video than the regular weight
@@ -160,8 +160,7 @@ class Renderer:
 
     @staticmethod
     def _states(detections: Detections, states: Mapping[str, str] | None) -> dict[str, str]:
-        shown = set(np.unique(detections.class_id).tolist())
-        result = {label: "present" if i in shown else "absent" for i, label in enumerate(detections.labels)}
+        result = raw_states(detections)
         if states is not None:
             for label, state in states.items():
                 if state not in _STATE_TEXT:
@@ -175,7 +174,7 @@ class Renderer:
         items = []
         for label, state in states.items():
             swatch = self.colour(index[label]) if label in index else None
-            items.append((f"{label}: {_STATE_TEXT[state]}", PRESENT_COLOUR if state == "present" else ABSENT_COLOUR,
+            items.append((f"{label}: {_STATE_TEXT[state]}", PRESENT_COLOUR if state == State.PRESENT else ABSENT_COLOUR,
                           swatch))
         figures = []
         if fps is not None:

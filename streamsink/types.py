@@ -1,17 +1,58 @@
-"""The two values that flow between stages: `Frame` and `Detections`.
+"""The values that flow between stages (`Frame`, `Detections`, `Result`) and the words for their states.
 
-Both are frozen: a stage that changes something returns a new value
+All three are frozen: a stage that changes something returns a new value
 (`dataclasses.replace`), so a frame or detections held by one stage can never
-change under another running in a different thread.
+change under another running in a different thread. The states are `str`
+enums whose values are the plain words the JSONL carries ("present",
+"failed", ...), so they compare equal to those words and serialise as them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from fractions import Fraction
 
 import numpy as np
+
+
+class _Word(str, Enum):
+    """A state that is also its plain word: equal to it, printed and serialised as it."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    # Enum hashes by member name; a word must hash as itself to find its entry in a dict keyed by words.
+    __hash__ = str.__hash__
+
+
+class State(_Word):
+    """What a prompted class is in a frame."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+
+
+class SourceStatus(_Word):
+    """How one source of a run is doing: waiting (not opened yet), running, done or failed."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class FileStatus(_Word):
+    """What became of one file of an archive: done now, skipped (complete already), failed, or pending (interrupted)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    PENDING = "pending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,3 +176,34 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Everything known about one frame once it has passed the detector.
+
+    raw: the detector's output for this frame.
+    detections: what should be shown: smoothed, or `raw` when smoothing is off.
+    states: every prompted class mapped to "present" or "absent".
+    image: the frame as drawn by the engine's `render`, when it was given one.
+    """
+
+    frame: Frame
+    raw: Detections
+    detections: Detections
+    states: dict[str, str]
+    image: np.ndarray | None = None
+
+    @property
+    def index(self) -> int:
+        return self.frame.index
+
+    @property
+    def pts(self) -> float:
+        return self.frame.pts
+
+
+def raw_states(detections: Detections) -> dict[str, str]:
+    """States without smoothing: a class is present exactly when it has a box in this frame."""
+    found = set(detections.class_id.tolist())
+    return {label: State.PRESENT if i in found else State.ABSENT for i, label in enumerate(detections.labels)}

@@ -17,6 +17,7 @@ ray = pytest.importorskip("ray")
 
 from clips import make_clip  # noqa: E402
 from streamsink import archive  # noqa: E402
+from streamsink.archive import cluster  # noqa: E402
 from streamsink.archive import ArchiveReport, RayNotInstalledError, process_archive  # noqa: E402
 from streamsink.errors import PromptError, SourceError, SourceNotFoundError, WriterError  # noqa: E402
 
@@ -122,6 +123,59 @@ def test_outputs_and_presence_match_streamsink_process(first_run, archive_dir, t
         assert result.presence[label] == pytest.approx(expected, abs=1e-5)
 
 
+# Irregular steps (ms): presence by frame count x mean step and by timestamps disagree here.
+VFR_PTS = [0, 40, 80, 200, 210, 300, 400, 401, 450, 600, 640, 900]
+
+
+def _by_timestamps(pts: list[float], present: list[bool]) -> float:
+    lasts = np.diff(pts + [pts[-1] + (pts[-1] - pts[0]) / (len(pts) - 1)])
+    return float(sum(d for d, p in zip(lasts, present) if p))
+
+
+def _by_frame_count(pts: list[float], present: list[bool]) -> float:
+    """What `process` printed before presence had one accounting: present frames x mean step."""
+    return sum(present) * (pts[-1] - pts[0]) / (len(pts) - 1)
+
+
+def test_process_and_process_ray_give_the_same_presence_on_variable_frame_rate(ray_local, tiny_checkpoint, tmp_path,
+                                                                                capsys):
+    import re
+    from fractions import Fraction
+
+    import streamsink
+    from streamsink.cli import main
+
+    clip = make_clip(tmp_path / "vfr.mkv", frames=len(VFR_PTS), pts=VFR_PTS, time_base=Fraction(1, 1000))
+    pts = [p / 1000 for p in VFR_PTS]
+    # The random model's best "dog" score per frame; a threshold between two of them makes dog present in some frames.
+    best = [float(r.raw.scores.max(initial=0.0)) for r in
+            streamsink.run(str(clip), "dog", model=str(tiny_checkpoint), smooth=False, threshold=0.0, threads=1)]
+    levels = sorted(set(best))
+    candidates = []
+    for low, high in zip(levels, levels[1:]):
+        threshold = (low + high) / 2
+        present = [b > threshold for b in best]
+        new, old = _by_timestamps(pts, present), _by_frame_count(pts, present)
+        if high - low > 1e-3 and round(new, 1) != round(old, 1):
+            candidates.append((abs(new - old), threshold, new, old))
+    assert candidates, f"no threshold separates the two accountings for scores {best}"
+    _, threshold, expected, old = max(candidates)
+    flags = ["-p", "dog", "-m", str(tiny_checkpoint), "--no-smooth", "--threshold", f"{threshold:.6f}", "--threads", "1"]
+
+    assert main(["process", str(clip), *flags, "-o", str(tmp_path / "one" / "vfr.mp4")]) == 0
+    err = capsys.readouterr().err
+    printed = float(re.search(r"dog: present in \d+ frames \(~([\d.]+) s\)", err).group(1))
+    assert main(["process", "--ray", "-o", str(tmp_path / "ray"), str(clip), *flags, "--workers", "1"]) == 0, \
+        capsys.readouterr().err
+    (entry,) = json.loads((tmp_path / "ray" / "summary.json").read_text())["files"]
+
+    records = jsonl_records(tmp_path / "one" / "vfr.jsonl")
+    assert records == jsonl_records(tmp_path / "ray" / "vfr.jsonl")
+    assert entry["presence"]["dog"] == pytest.approx(expected, abs=1e-5)
+    assert printed == round(entry["presence"]["dog"], 1), "process and process --ray report the same seconds"
+    assert printed != round(old, 1), "the frame-count rule would have printed another figure"
+
+
 def test_rerun_skips_complete_outputs_and_redoes_incomplete_ones(first_run, archive_dir, tiny_checkpoint):
     out, before, _ = first_run
     first = {f.name: f for f in before.files}
@@ -205,7 +259,7 @@ def no_ray_start(monkeypatch):
     def refuse(*args, **kwargs):
         raise RayReached("Ray was started before the bad setting was noticed")
 
-    monkeypatch.setattr(archive, "_connect", refuse)
+    monkeypatch.setattr(cluster, "connect", refuse)
     monkeypatch.setattr(ray, "init", refuse)
 
 
@@ -307,12 +361,12 @@ PLANS = {
 @pytest.mark.parametrize("case", list(PLANS), ids=list(PLANS))
 def test_replicas_follow_the_cluster(case):
     nodes, device, workers, files, expected = PLANS[case]
-    assert archive._plan(FakeCluster(*nodes), device, workers, files) == expected
+    assert cluster.plan(FakeCluster(*nodes), device, workers, files) == expected
 
 
 def test_cuda_on_a_cluster_without_gpus_is_refused():
     with pytest.raises(ValueError, match="no GPU"):
-        archive._plan(FakeCluster((4, 0)), "cuda", None, 10)
+        cluster.plan(FakeCluster((4, 0)), "cuda", None, 10)
 
 
 def test_cli_process_ray_writes_every_file_and_reports_the_corrupt_one(ray_local, archive_dir, tiny_checkpoint,
@@ -346,3 +400,118 @@ def test_rerun_redoes_outputs_made_from_another_file_or_other_settings(ray_local
     assert_complete(out, "cam", day2 / "cam.mp4")
     other_threshold = process_archive([day2], out, prompt=PROMPT, model=str(tiny_checkpoint), workers=1, threshold=0.5)
     assert [f.status for f in other_threshold.files] == ["done"]
+
+
+def test_fingerprint_takes_every_setting_that_changes_outputs(tmp_path):
+    """A RunSettings field joins the fingerprint when set, with no edit in the archive; speed-only ones never do."""
+    from streamsink import RunSettings
+    from streamsink.archive import ReplicaSettings
+    from streamsink.archive.outputs import fingerprint
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=2)
+    plain = fingerprint(str(clip), ReplicaSettings(RunSettings(model="m"), ("dog",)))
+    assert set(plain) == {"input", "size", "mtime_ns", "classes", "raw", "model", "sinks", "sink_init", "threshold",
+                          "smooth"}, "outputs made before other fields existed still match"
+    smoothed = fingerprint(str(clip), ReplicaSettings(RunSettings(model="m", smoother_options={"present_after": 2}), ("dog",)))
+    assert smoothed == {**plain, "smoother_options": {"present_after": 2}}
+    faster = RunSettings(model="m", device="cpu", dtype="fp16", batch_size=8, threads=1, compile=True)
+    assert fingerprint(str(clip), ReplicaSettings(faster, ("dog",))) == plain
+
+
+class FakeRay(FakeCluster):
+    """The Ray calls the scheduler makes, answered in this process: replicas are scripted, tasks finish at once."""
+
+    class exceptions:  # noqa: N801  (the shape of ray.exceptions)
+        class RayError(Exception):
+            pass
+
+        class RayActorError(RayError):
+            pass
+
+        class RayTaskError(RayError):
+            def __init__(self, cause: BaseException) -> None:
+                super().__init__(str(cause))
+                self.cause = cause
+
+    class Ref:
+        def __init__(self, value=None, error: BaseException | None = None) -> None:
+            self.value, self.error = value, error
+
+    def __init__(self, nodes, outcome) -> None:
+        super().__init__(*nodes)
+        self.outcome = outcome  # (job, actor number) -> FileResult, or raises: the file's fate on that replica
+        self.actors: list = []
+
+    def remote(self, cls):
+        fake = self
+
+        class Method:
+            def __init__(self, call) -> None:
+                self.remote = call
+
+        class Actor:
+            def __init__(self, replica) -> None:
+                self.number, self.dead = len(fake.actors), False
+                fake.actors.append(self)
+                self.ready = Method(lambda: fake.Ref(self.number))
+                self.process = Method(self._process)
+
+            def _process(self, job):
+                if self.dead:
+                    return fake.Ref(error=fake.exceptions.RayActorError("actor died"))
+                try:
+                    return fake.Ref(fake.outcome(job, self))
+                except fake.exceptions.RayActorError as error:
+                    self.dead = True
+                    return fake.Ref(error=error)
+
+        class ActorClass:
+            def options(self, **options):
+                return self
+
+            def remote(self, replica):
+                return Actor(replica)
+
+        return ActorClass()
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        return list(refs)[:num_returns], list(refs)[num_returns:]
+
+    def get(self, ref):
+        if isinstance(ref, list):
+            return [self.get(r) for r in ref]
+        if ref.error is not None:
+            raise ref.error
+        return ref.value
+
+    def kill(self, actor, no_restart=True):
+        actor.dead = True
+
+
+def test_scheduler_retries_a_failing_file_once_and_redoes_a_dead_replicas_file_elsewhere(tmp_path):
+    from streamsink import RunSettings
+    from streamsink.archive import FileResult, Job, ReplicaSettings
+    from streamsink.archive.scheduler import Scheduler
+
+    tries: dict[str, list[int]] = {}
+
+    def outcome(job, actor):
+        tries.setdefault(job.name, []).append(actor.number)
+        if job.name == "bad":
+            return FileResult(job.name, job.input, "failed", error="not a video")
+        if job.name == "crash" and len(tries["crash"]) == 1:
+            raise FakeRay.exceptions.RayActorError("replica killed")
+        return FileResult(job.name, job.input, "done", frames=3)
+
+    names = ["a", "crash", "bad", "b"]
+    jobs = [Job(i, name, f"{name}.mp4", str(tmp_path), "") for i, name in enumerate(names)]
+    results: list = [None] * len(jobs)
+    ray = FakeRay([(2, 0)], outcome)
+    scheduler = Scheduler(results, None, None)
+    scheduler.go(ray, jobs, ReplicaSettings(RunSettings(model="m"), ("dog",)), 2)
+    by_name = {r.name: r for r in results}
+    assert {n: r.status for n, r in by_name.items()} == {"a": "done", "crash": "done", "bad": "failed", "b": "done"}
+    assert by_name["bad"].attempts == 2 and len(tries["bad"]) == 2, "a failing file is tried once more, then failed"
+    assert len(tries["crash"]) == 2 and tries["crash"][1] != tries["crash"][0], "redone on another replica"
+    assert by_name["crash"].attempts == 1, "a replica's death does not count against the file"
+    assert scheduler.replacements == 1 and len(ray.actors) == 3 and all(a.dead for a in ray.actors)

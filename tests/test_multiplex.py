@@ -14,7 +14,10 @@ from clips import ClipServer, make_clip, read_video_pts
 from test_cli import run_cli
 
 from streamsink.engine import iterate
-from streamsink.multiplex import FAILED, Multiplexer, RoutedDetect, per_source_smoothers, prompts_per_source
+from streamsink.api import smoothers_for
+from streamsink.multiplex import FAILED, Multiplexer, prompts_per_source
+from streamsink.settings import RunSettings
+from streamsink.stages import RoutedDetect
 from streamsink.sources import describe_source, expand_inputs, open_source, unique_names
 from streamsink.types import Detections, Frame
 
@@ -174,7 +177,7 @@ def test_routed_detect_splits_a_batch_by_prompt():
 
 
 def _separately(detector, clip: Path, classes, batch_size: int) -> list:
-    from streamsink.engine import make_detect
+    from streamsink.stages import make_detect
     from streamsink.smoother import TemporalSmoother
 
     with open_source(str(clip)) as source:
@@ -193,7 +196,7 @@ def test_batched_sources_give_the_detections_of_separate_runs(tmp_path, tiny_che
     ]
     prompts = {"a": ("dog", "tractor"), "b": ("dog", "tractor"), "c": ("cat",)}
     mux = Multiplexer([str(c) for c in clips])
-    smoothers = per_source_smoothers(prompts)
+    smoothers = smoothers_for(prompts, RunSettings())
     together = defaultdict(list)
     batch_sources = []
 
@@ -296,7 +299,7 @@ def test_several_sources_usage_errors(tmp_path, extra, message, capsys):
 
 
 def test_watch_several_streams_one_dies_the_other_goes_on(tmp_path, tiny_checkpoint, capsys, monkeypatch):
-    import streamsink.sources as sources
+    import streamsink.sources.live as sources
 
     monkeypatch.setattr(sources, "RECONNECT_DELAY", 0.05)
     healthy = make_clip(tmp_path / "healthy.mkv", frames=30).read_bytes()
@@ -324,7 +327,7 @@ def test_watch_several_streams_one_dies_the_other_goes_on(tmp_path, tiny_checkpo
 
 
 def test_a_stream_that_reconnects_reports_it(tmp_path, tiny_checkpoint, monkeypatch):
-    import streamsink.sources as sources
+    import streamsink.sources.live as sources
 
     monkeypatch.setattr(sources, "RECONNECT_DELAY", 0.05)
     data = make_clip(tmp_path / "live.ts", frames=30, width=64, height=48).read_bytes()
@@ -390,7 +393,7 @@ def test_headless_status_shows_sources_without_frames_and_quits_without_them():
 
     from rich.console import Console
 
-    from streamsink.cli import LiveStatus
+    from streamsink.cli.console import LiveStatus
     from streamsink.multiplex import SourceState
 
     states = [SourceState("gate", "rtsp://gate/s", True), SourceState("yard", "rtsp://yard/s", True, status=FAILED,

@@ -132,7 +132,7 @@ def test_image_glob(tmp_path):
 
 
 def test_network_stream_reconnects_with_monotonic_pts(tmp_path, monkeypatch):
-    import streamsink.sources as sources
+    import streamsink.sources.live as sources
 
     monkeypatch.setattr(sources, "RECONNECT_DELAY", 0.05)
     data = make_clip(tmp_path / "live.ts", frames=40, width=64, height=48).read_bytes()
@@ -168,7 +168,7 @@ def test_network_stream_with_duration_ends(tmp_path):
 
 
 def test_unreachable_url_fails_after_retries(monkeypatch):
-    import streamsink.sources as sources
+    import streamsink.sources.live as sources
 
     monkeypatch.setattr(sources, "RECONNECT_DELAY", 0.05)
     with socket.socket() as sock:
@@ -414,3 +414,26 @@ def test_a_folder_named_like_a_number_is_a_folder_not_a_camera(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     with open_source("2024") as source:
         assert not source.is_live and len(list(source)) == 1
+
+
+def test_one_parse_of_a_spec_names_and_opens_alike(tmp_path, sample_clip):
+    """`describe_source` (names before opening) and `open_source` read a spec by the same parse."""
+    import cv2
+
+    from clips import pattern
+    from streamsink.sources import SourceSpec, describe_source, parse_source
+
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for i in (1, 2):
+        cv2.imwrite(str(shots / f"img{i}.png"), pattern(i)[..., ::-1])
+    for spec in (str(sample_clip), f"file://{sample_clip}", str(shots), str(shots / "*.png")):
+        with open_source(spec) as source:
+            assert describe_source(spec) == (source.name, source.is_live), spec
+    assert parse_source("camera3") == SourceSpec("camera", "camera3", "camera3", True, 3)
+    assert parse_source(0) == SourceSpec("camera", "0", "camera0", True, 0)
+    assert parse_source("rtsp://u:p@cam.local:554/live/ch1.sdp").name == "cam.local_live_ch1"
+    assert parse_source("ftp://host/clip.mp4").kind == "unsupported"
+    assert parse_source(str(tmp_path / "nope.mp4")) == SourceSpec("missing", str(tmp_path / "nope.mp4"), "nope", False)
+    with pytest.raises(SourceError, match="unsupported URL scheme ftp://"):
+        open_source("ftp://host/clip.mp4")

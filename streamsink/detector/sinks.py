@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-SINK_INITS = ("mean", "random", "brackets")
+from streamsink.settings import SINK_INITS, check_choice
+
 BRACKETS = "[()]"
 
 
@@ -41,8 +42,7 @@ def sink_embeddings(
     """
     import torch
 
-    if init not in SINK_INITS:
-        raise ValueError(f"sink_init must be one of {', '.join(SINK_INITS)}, got {init!r}")
+    check_choice("sink_init", init, SINK_INITS)
     if count < 0:
         raise ValueError(f"sinks must be >= 0, got {count}")
     table = word_embeddings.detach().float()

@@ -1,28 +1,19 @@
-"""Writers: where results leave streamsink (an annotated video, JSONL, a window).
-
-The video writer keeps the input's own timestamps, tick for tick, so the
-annotated video lines up with the original (variable frame rate included) and
-its audio can be copied across. Every writer finishes a usable file on
-`close()`, also when the run was interrupted: a Ctrl-C leaves a playable video
-and complete JSONL lines.
-"""
+"""The annotated video: the input's own timestamps, tick for tick, and its audio copied across."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any
 
 import numpy as np
 
-from streamsink.errors import SourceError, SourceNotFoundError, WriterError, one_line
-from streamsink.types import Detections, Frame
+from streamsink.errors import SourceError, SourceNotFoundError, WriterError
+from streamsink.types import Frame
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("streamsink.writers")
+
+from streamsink.writers.output import _prepare_output, _reason
 
 # Fine enough that seconds-only timestamps (cameras, image folders) survive a
 # round trip to the microsecond-ish, and the usual MPEG clock.
@@ -385,170 +376,3 @@ class _AudioCopy:
 
     def close(self) -> None:
         self._source.close()
-
-
-class JsonlWriter:
-    """One JSON object per line, flushed as written, so a cut-off run leaves whole lines.
-
-    `path` "-" writes to stdout, which is flushed but never closed.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = path
-        self._file: IO[str] | None
-        if str(path) == "-":
-            self._file = sys.stdout
-            self._owned = False
-            return
-        path = Path(path)
-        _prepare_output(path)
-        try:
-            self._file = open(path, "w", encoding="utf-8")
-        except OSError as error:
-            raise WriterError(f"cannot write {path}: {_reason(error)}") from None
-        self._owned = True
-
-    def __enter__(self) -> JsonlWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def write(self, record: dict) -> None:
-        if self._file is None:
-            raise WriterError(f"cannot write {self.path}: writer is closed")
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_plain)
-        try:
-            self._file.write(line + "\n")
-            self._file.flush()
-        except OSError as error:
-            raise WriterError(f"cannot write {self.path}: {_reason(error)}") from None
-
-    def close(self) -> None:
-        file, self._file = self._file, None
-        if file is not None and self._owned:
-            file.close()
-
-
-def frame_record(
-    frame: Frame,
-    detections: Detections,
-    states: dict[str, str],
-    *,
-    raw: Detections | None = None,
-    extra: dict | None = None,
-) -> dict[str, Any]:
-    """The JSONL record of one frame: plain Python values, floats rounded.
-
-    {"frame", "pts", "detections", "states"} always; "raw" (detections before
-    smoothing) when given, "source" when the frame names one, "dropped" when a
-    live source dropped frames before this one; `extra` keys are added last.
-    """
-    record: dict[str, Any] = {
-        "frame": int(frame.index),
-        "pts": round(float(frame.pts), 6),
-        "detections": detections.to_records(),
-        "states": {str(k): str(v) for k, v in states.items()},
-    }
-    if raw is not None:
-        record["raw"] = raw.to_records()
-    if frame.source:
-        record["source"] = frame.source
-    if frame.dropped > 0:
-        record["dropped"] = int(frame.dropped)
-    if extra:
-        record.update(extra)
-    return record
-
-
-class Window:
-    """An on-screen preview through OpenCV's highgui, for `watch`.
-
-    Only usable where OpenCV was built with a GUI backend and a display
-    exists; check `Window.available()` first (headless OpenCV has none).
-    """
-
-    def __init__(self, title: str = "streamsink") -> None:
-        self.title = title
-        self._open = False
-
-    @staticmethod
-    def available() -> bool:
-        """True when a window can be shown; never raises."""
-        try:
-            if sys.platform.startswith("linux") or "bsd" in sys.platform:
-                if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-                    return False
-            import cv2
-
-            framework = getattr(cv2, "currentUIFramework", None)
-            if framework is not None:
-                return bool(framework())
-            info = cv2.getBuildInformation()
-            gui = info.split("GUI:", 1)[1].splitlines()[0].strip() if "GUI:" in info else ""
-            return bool(gui) and gui.upper() != "NONE"
-        except Exception:
-            return False
-
-    def show(self, image_rgb: np.ndarray) -> bool:
-        """Draw one frame; False once the user pressed q or Esc or closed the window."""
-        import cv2
-
-        try:
-            if not self._open:
-                cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
-                self._open = True
-            cv2.imshow(self.title, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
-            key = cv2.waitKey(1) & 0xFF
-            if key in (ord("q"), ord("Q"), 27):
-                return False
-            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
-        except cv2.error as error:
-            raise WriterError(f"cannot show window {self.title!r}: {_reason(error)}") from None
-
-    def close(self) -> None:
-        if not self._open:
-            return
-        self._open = False
-        try:
-            import cv2
-
-            cv2.destroyWindow(self.title)
-            cv2.waitKey(1)
-        except Exception:
-            pass
-
-    def __enter__(self) -> Window:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _prepare_output(path: Path) -> None:
-    """Create parent folders and check the file can be written, before any work is done."""
-    if path.is_dir():
-        raise WriterError(f"cannot write {path}: it is a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise WriterError(f"cannot create folder {path.parent} for {path.name}: {_reason(error)}") from None
-    try:
-        with open(path, "wb"):
-            pass
-    except OSError as error:
-        raise WriterError(f"cannot write {path}: {_reason(error)}") from None
-
-
-def _plain(value: Any) -> Any:
-    """Numpy scalars and arrays in a record become plain JSON numbers and lists."""
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _reason(error: BaseException) -> str:
-    """Encoder and muxer failures keep FFmpeg's own words: they say why."""
-    return one_line(error, ffmpeg_detail=True)

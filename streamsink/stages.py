@@ -1,0 +1,155 @@
+"""The detector as the engine's stages: batches of frames in, one `Detections` per frame out.
+
+A batch goes through three steps that the engine runs in separate threads:
+prepare (frames to pixels on the device), infer (forward pass and scoring; on
+CUDA only queued) and finish (boxes to numpy). `DetectStages` is one prompt;
+`RoutedDetect` serves frames of several sources, each with its own prompt.
+Batching lives here too: files in fixed batches, live frames by latency.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from streamsink.channels import END, Channel, Failure
+from streamsink.types import Detections, Frame
+
+
+def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    """Consecutive batches of `size` frames (the last may be shorter); every frame, in order."""
+    batch: list[Frame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def live_batches(frames: Channel, size: int, max_latency: float) -> Iterator[list[Frame]]:
+    """Batches of live frames: one leaves when full or when its first frame is `max_latency` s old.
+
+    Frames already waiting are taken at once, so a busy detector gets
+    bigger batches and an idle one answers every frame by itself.
+    """
+    for first in frames:
+        batch = [first]
+        born = first.captured_at or time.monotonic()
+        while len(batch) < size:
+            try:
+                item = frames.get(timeout=max(0.0, born + max_latency - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is END:
+                yield batch
+                return
+            if isinstance(item, Failure):
+                yield batch
+                raise item.error
+            batch.append(item)
+        yield batch
+
+
+# A detector with more parameters than this runs its forward pass on every core: its
+# compute dwarfs decoding and encoding (Swin-T Grounding DINO on 2 cores: 2x slower with
+# one core left free), while a small one gains from leaving them a core (x1.77 vs x1.58).
+HEAVY_PARAMETERS = 20_000_000
+
+
+def is_heavy(detector: Any) -> bool:
+    """Whether a detector's model is big enough to want every CPU core (see HEAVY_PARAMETERS)."""
+    model = getattr(detector, "model", None)
+    parameters = getattr(model, "parameters", None)
+    return parameters is not None and sum(p.numel() for p in parameters()) > HEAVY_PARAMETERS
+
+
+class DetectStages:
+    """A `SinkDetector` and one prompt, split into the engine's stages.
+
+    prepare: frames to pixels on the device; infer: forward pass and scoring;
+    finish: boxes to numpy. Calling the object runs the three in a row, which
+    is what the pipelined engine must equal.
+    """
+
+    def __init__(self, detector: Any, classes: tuple[str, ...], threshold: float) -> None:
+        self.detector = detector
+        self.classes = classes
+        self.threshold = threshold
+        self._staged = all(hasattr(detector, name) for name in ("prepare", "infer", "finish"))
+
+    @property
+    def device(self) -> Any:
+        return getattr(self.detector, "device", None)
+
+    @property
+    def heavy(self) -> bool:
+        """Whether the model is big enough to want every CPU core (see HEAVY_PARAMETERS)."""
+        return is_heavy(self.detector)
+
+    def prepare(self, batch: list[Frame]) -> Any:
+        images = [frame.image for frame in batch]
+        return self.detector.prepare(images) if self._staged else images
+
+    def infer(self, prepared: Any) -> Any:
+        if self._staged:
+            return self.detector.infer(prepared, self.classes, threshold=self.threshold)
+        return self.detector.detect(prepared, self.classes, threshold=self.threshold)
+
+    def finish(self, pending: Any) -> list[Detections]:
+        return self.detector.finish(pending) if self._staged else pending
+
+    def __call__(self, batch: list[Frame]) -> list[Detections]:
+        return self.finish(self.infer(self.prepare(batch)))
+
+
+def make_detect(detector: Any, classes: tuple[str, ...], threshold: float) -> DetectStages:
+    """Adapt a `SinkDetector` (arrays in) to the engine's batches of `Frame`s, stage by stage."""
+    return DetectStages(detector, classes, threshold)
+
+
+class RoutedDetect:
+    """The engine's detect stages for frames of several sources, each source with its own prompt.
+
+    A batch may hold frames of any sources; it is split by prompt and each
+    part is its own forward pass (a pass takes one prompt), so sources that
+    share a prompt share passes. Results come back in the batch's order.
+    """
+
+    def __init__(self, detector: Any, prompts: Mapping[str, tuple[str, ...]], threshold: float) -> None:
+        self._prompts = dict(prompts)
+        self._stages = {classes: DetectStages(detector, classes, threshold) for classes in dict.fromkeys(prompts.values())}
+        first = next(iter(self._stages.values()))
+        self.device = first.device
+        self.heavy = first.heavy
+
+    def _split(self, batch: list[Frame]) -> dict[tuple[str, ...], list[int]]:
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, frame in enumerate(batch):
+            groups.setdefault(self._prompts[frame.source], []).append(i)
+        return groups
+
+    def prepare(self, batch: list[Frame]) -> tuple[int, list]:
+        parts = []
+        for classes, indices in self._split(batch).items():
+            stages = self._stages[classes]
+            parts.append((stages, indices, stages.prepare([batch[i] for i in indices])))
+        return len(batch), parts
+
+    def infer(self, prepared: tuple[int, list]) -> tuple[int, list]:
+        count, parts = prepared
+        return count, [(stages, indices, stages.infer(item)) for stages, indices, item in parts]
+
+    def finish(self, pending: tuple[int, list]) -> list[Detections]:
+        count, parts = pending
+        results: list[Detections | None] = [None] * count
+        for stages, indices, item in parts:
+            for i, detections in zip(indices, stages.finish(item)):
+                results[i] = detections
+        return results  # type: ignore[return-value]
+
+    def __call__(self, batch: list[Frame]) -> list[Detections]:
+        return self.finish(self.infer(self.prepare(batch)))
