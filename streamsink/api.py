@@ -57,7 +57,19 @@ def smoothers_for(prompts: Mapping[str, tuple[str, ...]], settings: RunSettings)
         return None
     from streamsink.smoother import TemporalSmoother
 
-    return {name: TemporalSmoother(classes, **settings.smoother_options) for name, classes in prompts.items()}
+    options = {"threshold": settings.threshold, **settings.smoother_options}
+    return {name: TemporalSmoother(classes, **options) for name, classes in prompts.items()}
+
+
+def detection_floor(settings: RunSettings) -> float:
+    """The score the detector keeps boxes from: the threshold, or with smoothing the lowest score the
+    temporal stage takes as evidence (`margin` under the threshold), so weak frames can confirm an object."""
+    if not settings.smooth:
+        return settings.threshold
+    from streamsink.smoother import TemporalSmoother
+
+    margin = settings.smoother_options.get("margin", TemporalSmoother.DEFAULT_MARGIN)
+    return max(0.0, settings.threshold - margin)
 
 
 def detect_sources(
@@ -81,7 +93,7 @@ def detect_sources(
     smoothers = smoothers_for(prompts, settings)
     yield from iterate(
         frames,
-        RoutedDetect(detector, prompts, settings.threshold),
+        RoutedDetect(detector, prompts, detection_floor(settings)),
         batch_size=settings.batch_size,
         smoother_for=(lambda frame: smoothers[frame.source]) if smoothers else None,
         max_latency=settings.max_latency,

@@ -18,12 +18,15 @@ a field nor an output option).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamsink.errors import StreamsinkError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "iSEE-Laboratory/llmdet_tiny"
 
@@ -33,6 +36,7 @@ DEFAULT_MODEL = "iSEE-Laboratory/llmdet_tiny"
 DEFAULT_MAX_LATENCY = 0.0
 
 SINK_INITS = ("mean", "random", "brackets")
+NO_PROFILE = "none"  # RunSettings.profile that takes no profile, not even the model folder's
 DTYPES = ("auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -83,6 +87,9 @@ class RunSettings:
     max_latency: seconds a live batch waits to fill.
     buffer, retries: live sources: frames kept before the oldest is dropped,
         and network reconnect attempts in a row.
+    profile: a profile from `streamsink calibrate` (a JSON path) that sets threshold, sinks and
+        sink_init; None takes the `profile.json` inside a local model's folder if there is one;
+        "none" takes no profile. A setting the caller moved off its default is kept.
     """
 
     model: str = DEFAULT_MODEL
@@ -100,6 +107,7 @@ class RunSettings:
     max_latency: float = DEFAULT_MAX_LATENCY
     buffer: int = 2
     retries: int = 5
+    profile: str | None = None
 
     def __post_init__(self) -> None:
         # None was the archive's word for "auto"; one spelling from here on.
@@ -110,10 +118,32 @@ class RunSettings:
             object.__setattr__(self, "model", str(self.model))
 
     def validate(self) -> RunSettings:
-        """Raise a one-line `SettingsError` (a ValueError) for the first setting out of range; else return self.
+        """Raise a one-line `SettingsError` (a ValueError) for the first setting out of range; else return
+        the settings with their profile applied (`with_profile`; a bad profile is a `ProfileError`).
 
         The smoother's own options are checked by building one, which costs nothing.
         """
+        return self.with_profile()._checked()
+
+    def with_profile(self) -> RunSettings:
+        """These settings with the profile's threshold, sinks and sink_init where they are at their defaults.
+
+        The result names the profile's file; applying it again changes nothing (its values are in).
+        """
+        from streamsink.profile import default_profile, load_profile
+
+        if self.profile == NO_PROFILE:
+            return self
+        path = self.profile if self.profile is not None else default_profile(self.model)
+        if path is None:
+            return self
+        profile = load_profile(path, self.model)
+        defaults = RunSettings()
+        changes = {k: v for k, v in profile.settings().items() if getattr(self, k) == getattr(defaults, k)}
+        logger.info("profile %s sets %s", path, changes or "nothing (every setting of it given explicitly)")
+        return dataclasses.replace(self, profile=str(path), **changes)
+
+    def _checked(self) -> RunSettings:
         check_threshold(self.threshold)
         check_int("batch_size", self.batch_size, 1)
         check_max_latency(self.max_latency)

@@ -115,13 +115,15 @@ class TemporalSmoother:
     max_boxes: live objects kept (highest score first); bounds memory and time (>= 1).
     """
 
+    DEFAULT_MARGIN = 0.05
+
     def __init__(
         self,
         labels: Sequence[str],
         *,
         threshold: float = 0.3,
         rate: float = 0.5,
-        margin: float = 0.05,
+        margin: float = DEFAULT_MARGIN,
         iou: float = 0.3,
         merge_iou: float = 0.5,
         keep: float = 0.5,

@@ -182,7 +182,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Result:
     """Everything known about one frame once it has passed the detector.
 
-    raw: the detector's output for this frame.
+    raw: the detector's output for this frame; with smoothing on, every box down to the temporal
+        stage's floor (`margin` under the threshold), which is its evidence.
     detections: what should be shown: smoothed, or `raw` when smoothing is off.
     states: every prompted class mapped to "present" or "absent".
     image: the frame as drawn by the engine's `render`, when it was given one.

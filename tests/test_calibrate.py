@@ -79,3 +79,33 @@ def test_calibrate_picks_the_highest_recall_within_the_budget(tmp_path):
     with pytest.raises(ProfileError, match="no setting keeps false present within"):
         calibrate(ScriptedDetector(), scripted_dataset(), model=str(model), max_false_alarms=0.0,
                   sink_counts=(0,), thresholds=(0.1,), min_score=0.05, smoother_options={"rate": 1.0})
+
+
+def test_a_model_folders_profile_applies_by_default_and_explicit_settings_win(tmp_path):
+    from streamsink.settings import RunSettings
+
+    model = fake_model(tmp_path)
+    Profile(0.42, 8, "random", model_fingerprint(model)).save(model / "profile.json")
+    applied = RunSettings(model=str(model)).validate()
+    assert (applied.threshold, applied.sinks, applied.sink_init) == (0.42, 8, "random")
+    assert applied.validate() == applied, "applying it again changes nothing"
+    explicit = RunSettings(model=str(model), threshold=0.5).validate()
+    assert (explicit.threshold, explicit.sinks) == (0.5, 8)
+    assert RunSettings(model=str(model), profile="none").validate().threshold == RunSettings().threshold
+
+
+@pytest.mark.parametrize("command", [["process", "clip.mp4", "-p", "dog"], ["watch", "camera0", "-p", "dog"], ["eval"]])
+@pytest.mark.parametrize("which, needle", [("missing", "no such profile"), ("other", "calibrated for another model"),
+                                           ("broken", "not a streamsink profile")])
+def test_commands_refuse_a_bad_profile_with_one_line(tmp_path, capsys, command, which, needle):
+    from streamsink.cli import main
+
+    model, other = fake_model(tmp_path), fake_model(tmp_path, "other", b"v" * 100)
+    path = tmp_path / f"{which}.json"
+    if which == "other":
+        Profile(0.4, 4, "mean", model_fingerprint(other)).save(path)
+    elif which == "broken":
+        path.write_text("[1, 2")
+    assert main([*command, "--model", str(model), "--profile", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1

@@ -30,7 +30,7 @@ from streamsink.cli.console import (
     stderr_console,
 )
 from streamsink.cli.parser import EXIT_INTERRUPTED, EXIT_OK, UsageError, settings_from_args
-from streamsink.settings import RunSettings
+from streamsink.settings import NO_PROFILE, RunSettings
 
 
 def _load(settings: RunSettings, console, sinks: int | None = None):
@@ -319,14 +319,23 @@ def _first_image(spec: str):
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from streamsink.evaluate import coco_dataset, evaluate, parse_methods, plot, shapes_dataset, table
+    from streamsink.evaluate import (Method, coco_dataset, evaluate, parse_methods, plot, plot_states, shapes_dataset,
+                                     state_table, table)
 
     methods = parse_methods(args.methods)
     settings = RunSettings(model=args.model, device=args.device, threshold=args.threshold, batch_size=args.batch_size,
-                           sinks=0).validate()
-    if not 0.0 <= args.min_score <= args.threshold:
-        raise UsageError(f"--min-score must be in [0, --threshold={args.threshold}], got {args.min_score}")
+                           sinks=0, profile=args.profile).validate()
+    if not 0.0 <= args.min_score <= settings.threshold:
+        raise UsageError(f"--min-score must be in [0, --threshold={settings.threshold}], got {args.min_score}")
     console = stderr_console()
+    if settings.profile not in (None, NO_PROFILE):
+        from streamsink.profile import load_profile
+
+        chosen = load_profile(settings.profile)
+        name = f"sinks-{chosen.sink_init}-{chosen.sinks}" if chosen.sinks else "stock"
+        if name not in [m.name for m in methods]:
+            methods.append(Method(name, sinks=chosen.sinks, sink_init=chosen.sink_init))
+        console.print(f"profile {settings.profile}: threshold {settings.threshold:g}, method {name}")
     if args.dataset == "shapes":
         dataset = shapes_dataset(args.seed, images=args.images, clips=args.clips, clip_frames=args.clip_frames)
     else:
@@ -334,19 +343,62 @@ def cmd_eval(args: argparse.Namespace) -> int:
     detector = _load(settings, console)
     with console.status("evaluating ...") as status:
         result = evaluate(
-            detector, dataset, methods, threshold=args.threshold, min_score=args.min_score, batch_size=args.batch_size,
-            progress=lambda name: status.update(f"evaluating {name} on {dataset.name} ..."),
+            detector, dataset, methods, threshold=settings.threshold, min_score=args.min_score,
+            batch_size=args.batch_size, progress=lambda name: status.update(f"evaluating {name} on {dataset.name} ..."),
         )
     from rich.console import Console
 
-    Console(highlight=False, width=max(Console().width, 110)).print(table(result))
+    out = Console(highlight=False, width=max(Console().width, 110))
+    out.print(table(result))
+    if result.states:
+        out.print(state_table(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
         console.print(f"wrote {args.json}")
     if args.plot:
         console.print(f"wrote {plot(result, args.plot)}")
+    if args.states_plot:
+        if not result.timeline:
+            raise UsageError("--states-plot needs clips (--clips >= 1 with --dataset shapes)")
+        console.print(f"wrote {plot_states(result, args.states_plot)}")
     return EXIT_OK
 
 
-COMMANDS = {"process": cmd_process, "watch": cmd_watch, "explain": cmd_explain, "eval": cmd_eval}
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from streamsink.calibrate import calibrate
+    from streamsink.evaluate import coco_dataset, shapes_dataset
+    from streamsink.profile import PROFILE_NAME
+
+    try:
+        sink_counts = sorted({int(n) for n in args.sinks.split(",") if n.strip()})
+    except ValueError:
+        raise UsageError(f"--sinks must be comma-separated counts such as 0,4,16, got {args.sinks!r}") from None
+    if not sink_counts or min(sink_counts) < 0 or max(sink_counts) > 24:
+        raise UsageError(f"--sinks counts must lie in 0..24, got {args.sinks!r}")
+    if not 0.0 <= args.max_false_alarms <= 1.0:
+        raise UsageError(f"--max-false-alarms must be a rate in [0, 1], got {args.max_false_alarms}")
+    settings = RunSettings(model=args.model, device=args.device, batch_size=args.batch_size, sinks=0,
+                           profile=NO_PROFILE).validate()
+    if args.dataset == "shapes":
+        if args.clips < 1 or args.clip_frames < 1:
+            raise UsageError(f"--clips and --clip-frames must be >= 1, got {args.clips} and {args.clip_frames}")
+        dataset = shapes_dataset(args.seed, images=0, clips=args.clips, clip_frames=args.clip_frames)
+    else:
+        dataset = coco_dataset(args.dataset, args.images_dir, limit=args.limit)
+    local = Path(args.model) / "config.json"
+    output = Path(args.output) if args.output else (Path(args.model) / PROFILE_NAME if local.is_file() else Path(PROFILE_NAME))
+    console = stderr_console()
+    detector = _load(settings, console)
+    with console.status("calibrating ...") as status:
+        result = calibrate(detector, dataset, model=args.model, max_false_alarms=args.max_false_alarms,
+                           sink_counts=sink_counts, batch_size=args.batch_size,
+                           progress=lambda name: status.update(f"measuring {name} on {dataset.name} ..."))
+    for line in result.report():
+        console.print(line, highlight=False)
+    console.print(f"wrote {result.profile.save(output)}")
+    return EXIT_OK
+
+
+COMMANDS = {"process": cmd_process, "watch": cmd_watch, "explain": cmd_explain, "eval": cmd_eval,
+            "calibrate": cmd_calibrate}

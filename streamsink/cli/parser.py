@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--threads", type=int, help="CPU: torch threads for the forward pass (default: leave decode/encode a core; 0 = torch's own)")
         sub.add_argument("--compile", action="store_true", help="run the forward pass through torch.compile (falls back if it fails)")
         sub.add_argument("--cuda-graphs", action="store_true", help="CUDA: capture the forward pass as a CUDA graph at the fixed batch and size")
+        add_profile(sub)
+
+    def add_profile(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--profile", metavar="FILE", help="threshold and sinks from 'streamsink calibrate' (default: the model folder's profile.json if it has one; 'none' for no profile); flags given explicitly win")
 
     process = commands.add_parser("process", help="annotate recorded footage: video files, folders or globs of videos or images")
     process.add_argument("inputs", nargs="*", metavar="INPUT", help="video file, folder or glob of videos (one input each), or folder or glob of images (one image sequence)")
@@ -90,15 +94,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="COCO: evaluate the first N images only")
     evaluate.add_argument("--seed", type=int, default=1, help="shapes: seed of the draw; any unused seed is a fresh held-out set (default 1)")
     evaluate.add_argument("--images", type=int, default=100, help="shapes: independent images (default 100)")
-    evaluate.add_argument("--clips", type=int, default=2, help="shapes: clips for the smoother rows, 0 for none (default 2)")
-    evaluate.add_argument("--clip-frames", type=int, default=50, help="shapes: frames per clip (default 50)")
+    evaluate.add_argument("--clips", type=int, default=3, help="shapes: clips for the smoother and state rows, 0 for none (default 3)")
+    evaluate.add_argument("--clip-frames", type=int, default=150, help="shapes: frames per clip (default 150, 6 s)")
     evaluate.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
-    evaluate.add_argument("--threshold", type=float, default=0.3, help="operating threshold for the clip rows (default 0.3)")
+    evaluate.add_argument("--threshold", type=float, default=0.3, help="display threshold of the state rows (default 0.3, or the profile's)")
     evaluate.add_argument("--min-score", type=float, default=0.01, help="lowest score kept for the curves (default 0.01)")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--json", help="write the figures here as JSON")
     evaluate.add_argument("--plot", help="write AP50 against FPR_bg, one curve per method, as PNG")
+    evaluate.add_argument("--states-plot", metavar="PNG", help="write per-class timelines of truth and states for the first clip")
+    add_profile(evaluate)
+
+    calibrate = commands.add_parser("calibrate", help="pick threshold and sinks for a false-alarm budget on a labelled set; writes a profile")
+    calibrate.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"hub id or local checkpoint directory (default {DEFAULT_MODEL})")
+    calibrate.add_argument("--dataset", default="shapes", help="'shapes' (clips of the built-in world) or a COCO-format annotation file (its images)")
+    calibrate.add_argument("--images-dir", help="COCO: folder of the images (default: beside the annotation file)")
+    calibrate.add_argument("--limit", type=int, default=64, help="COCO: calibrate on the first N images (default 64)")
+    calibrate.add_argument("--seed", type=int, default=2, help="shapes: seed of the draw (default 2)")
+    calibrate.add_argument("--clips", type=int, default=4, help="shapes: clips (default 4)")
+    calibrate.add_argument("--clip-frames", type=int, default=150, help="shapes: frames per clip (default 150)")
+    calibrate.add_argument("--max-false-alarms", type=float, required=True, metavar="RATE", help="budget on the false-'present' rate, e.g. 0.02")
+    calibrate.add_argument("--sinks", default="0,4,8,16,24", help="sink counts to try, comma-separated (default 0,4,8,16,24)")
+    calibrate.add_argument("--device", default="auto")
+    calibrate.add_argument("--batch-size", type=int, default=8)
+    calibrate.add_argument("-o", "--output", help="profile to write (default: profile.json in a local model's folder, else ./profile.json)")
     return parser
 
 
