@@ -395,7 +395,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                            sink_counts=sink_counts, batch_size=args.batch_size,
                            progress=lambda name: status.update(f"measuring {name} on {dataset.name} ..."))
     for line in result.report():
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"wrote {result.profile.save(output)}")
     return EXIT_OK
 
