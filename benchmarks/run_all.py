@@ -20,6 +20,7 @@ import bench_memory  # noqa: E402
 import bench_multistream  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_sinks  # noqa: E402
+import bench_smoother  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_memory.main(["--kind", "bench-tiny", "--frames", "600", "--extra", f"--device {args.device}"])
     bench_multistream.main(["--kind", "bench-tiny", *device])
     bench_archive.main([])
+    bench_smoother.main([])
     if args.quick:
         return
     frames, rounds = ("100", "2") if cuda else ("3", "1")
