@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamsink.evaluate import Dataset, Method, detect_together, presence_truth, raw_states, smooth
+from streamsink.evaluate import Dataset, Method, detect_together, presence_truth, raw_presence, smooth
 from streamsink.metrics import STATE_GRACE, StateReport, StateTrack
 from streamsink.profile import SINK_INITS, Profile, ProfileError, model_fingerprint
 
@@ -103,7 +103,7 @@ def calibrate(detector, dataset: Dataset, *, model: str, max_false_alarms: float
             tracks = []
             for frames, truth in zip(found, truths):
                 states = (smooth(frames, classes, threshold, smoother_options).states if smoothed
-                          else raw_states(frames, len(classes), threshold))
+                          else raw_presence(frames, len(classes), threshold))
                 tracks.append(StateTrack(truth, states, dataset.fps))
             candidates.append(Candidate(sinks, init, float(threshold), StateReport(tracks, grace).summary()))
     within = [c for c in candidates if not math.isnan(c.false_present) and c.false_present <= max_false_alarms]

@@ -5,8 +5,9 @@ protocol); `streamsink.metrics` turns the detections into AP50, FPR_bg and AP50
 at fixed FPR_bg. Methods share one loaded model: the stock prompt, sinks of
 each kind and count, and the decoy-class baseline (a generic extra class such
 as "object" whose boxes are dropped, the trick YOLO-World users apply). On
-clips, each method is also scored after the temporal smoother, against the same
-method's raw detections at the same threshold.
+clips, each method is also scored after the temporal stage (fed every detection
+above the floor, its own scores ranked), and the per-class states users read are
+scored against the truth, each class prompted alone and all in one prompt.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ def smooth(frames: Sequence[Detections], labels: Sequence[str], threshold: float
     """One clip's detections (every score above the floor) through one temporal smoother at display `threshold`."""
     from streamsink.smoother import PRESENT, TemporalSmoother
 
-    smoother = TemporalSmoother(labels, threshold=threshold, **(smoother_options or {}))
+    smoother = TemporalSmoother(labels, **{"threshold": threshold, **(smoother_options or {})})
     scored, states = [], []
     for d in frames:
         smoother.update(d)
@@ -220,7 +221,7 @@ def smooth(frames: Sequence[Detections], labels: Sequence[str], threshold: float
     return Smoothed(scored, np.array(states, bool).reshape(len(frames), len(labels)))
 
 
-def raw_states(frames: Sequence[Detections], n_labels: int, threshold: float) -> np.ndarray:
+def raw_presence(frames: Sequence[Detections], n_labels: int, threshold: float) -> np.ndarray:
     """(frames, classes): a class is present exactly when it has a box at `threshold` on that frame."""
     out = np.zeros((len(frames), n_labels), bool)
     for i, d in enumerate(frames):
@@ -306,10 +307,10 @@ def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold
             smoothed_alone = {label: smooth(frames, (label,), threshold, smoother_options) for label, frames in alone.items()}
             raw_pairs += pairs(clip, alone)
             smoothed_pairs += pairs(clip, {label: s.scored for label, s in smoothed_alone.items()})
-            tracks[ONE_CLASS][RAW].append(StateTrack(truth, np.hstack([raw_states(alone[c], 1, threshold) for c in classes]), dataset.fps))
+            tracks[ONE_CLASS][RAW].append(StateTrack(truth, np.hstack([raw_presence(alone[c], 1, threshold) for c in classes]), dataset.fps))
             tracks[ONE_CLASS][SMOOTHED].append(StateTrack(truth, np.hstack([smoothed_alone[c].states for c in classes]), dataset.fps))
             together = detect_together(detector, method, clip, classes, threshold=min_score, batch_size=batch_size)
-            raw_together = raw_states(together, len(classes), threshold)
+            raw_together = raw_presence(together, len(classes), threshold)
             smoothed_together = smooth(together, classes, threshold, smoother_options).states
             tracks[ALL_CLASSES][RAW].append(StateTrack(truth, raw_together, dataset.fps))
             tracks[ALL_CLASSES][SMOOTHED].append(StateTrack(truth, smoothed_together, dataset.fps))
