@@ -35,7 +35,7 @@ Feed it every detection above a low floor, not only those above the display
 threshold: the evidence of weak frames is what confirms a weak object, and
 `scored()` (every live object with its score, shown or not) is what evaluation
 ranks. The defaults were measured, not guessed: with the session-8 demo model,
-six-class prompts on six fresh 200-frame shapes clips, a grid over rate (0.2-0.5),
+six-class prompts on six fresh 200-frame shapes clips, a grid over rate (0.35, 0.5),
 keep (0.5, 0.75), margin (0-0.15), label_weight (0, 0.5, 1) and thresholds, picked
 for the fewest missed states at a given false-"present" rate, then checked on six
 other clips and three `streamsink eval` seeds (README, "What the states are
