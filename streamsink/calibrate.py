@@ -20,7 +20,8 @@ import numpy as np
 
 from streamsink.evaluate import Dataset, Method, detect_together, presence_truth, raw_presence, smooth
 from streamsink.metrics import STATE_GRACE, StateReport, StateTrack
-from streamsink.profile import SINK_INITS, Profile, ProfileError, model_fingerprint
+from streamsink.profile import Profile, ProfileError, model_fingerprint
+from streamsink.settings import SINK_INITS
 
 SINK_COUNTS = (0, 4, 8, 16, 24)
 THRESHOLDS = tuple(round(float(t), 3) for t in np.arange(0.1, 0.801, 0.025))

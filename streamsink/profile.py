@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from streamsink.errors import StreamsinkError
+from streamsink.types import SINK_INITS
 
 PROFILE_NAME = "profile.json"  # the file inside a model folder that applies by default
 PROFILE_VERSION = 1
-SINK_INITS = ("mean", "random", "brackets")
 _HASHED_BYTES = 1 << 20  # of each weights file, from each end: enough to tell retrained weights apart, fast for GBs
 
 

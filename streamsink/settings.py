@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamsink.errors import StreamsinkError
+from streamsink.types import SINK_INITS
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ DEFAULT_MODEL = "iSEE-Laboratory/llmdet_tiny"
 # alone, a busy one gets the frames that piled up meanwhile (benchmarks/RESULTS.md, 4).
 DEFAULT_MAX_LATENCY = 0.0
 
-SINK_INITS = ("mean", "random", "brackets")
 NO_PROFILE = "none"  # RunSettings.profile that takes no profile, not even the model folder's
 DTYPES = ("auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

@@ -55,6 +55,8 @@ class FileStatus(_Word):
     PENDING = "pending"
 
 
+SINK_INITS = ("mean", "random", "brackets")  # how sink embeddings are set (streamsink.detector.sinks)
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One decoded picture and where it came from.
