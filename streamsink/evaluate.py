@@ -156,39 +156,31 @@ def coco_dataset(annotations: str | Path, images_dir: str | Path | None = None, 
     return Dataset(path.name, classes, samples)
 
 
-def _class_only(detections: Detections, label: str) -> Detections:
-    """Keep the prompted class's boxes (drop a decoy's) and name only that class."""
-    keep = detections.class_id == 0
-    return Detections(detections.xyxy[keep], detections.scores[keep], np.zeros(int(keep.sum()), np.int64), (label,))
-
-
-def detect_per_class(detector, method: Method, samples: Sequence[Sample], classes: Sequence[str], *, threshold: float,
-                     batch_size: int) -> dict[str, list[Detections]]:
-    """For each class prompted alone (plus the method's decoy), its detections on every sample, in order."""
-    variant = detector.with_sinks(method.sinks, method.sink_init)
-    found: dict[str, list[Detections]] = {}
-    for label in classes:
-        prompt = [label, method.decoy] if method.decoy else [label]
-        per_sample: list[Detections] = []
-        for start in range(0, len(samples), batch_size):
-            batch = [s.image for s in samples[start : start + batch_size]]
-            per_sample += [_class_only(d, label) for d in variant.detect(batch, prompt, threshold=threshold)]
-        found[label] = per_sample
-    return found
-
-
-def detect_together(detector, method: Method, samples: Sequence[Sample], classes: Sequence[str], *, threshold: float,
-                    batch_size: int) -> list[Detections]:
-    """Every class in one prompt (plus the method's decoy, whose boxes are dropped), as people prompt for states."""
-    variant = detector.with_sinks(method.sinks, method.sink_init)
-    prompt = [*classes, method.decoy] if method.decoy else list(classes)
-    labels = tuple(classes)
+def _detect(variant, samples: Sequence[Sample], labels: tuple[str, ...], decoy: str | None, *, threshold: float,
+            batch_size: int) -> list[Detections]:
+    """`labels` (plus `decoy`) in one prompt on every sample, in batches; the decoy's boxes are dropped."""
+    prompt = [*labels, decoy] if decoy else list(labels)
     out: list[Detections] = []
     for start in range(0, len(samples), batch_size):
         for d in variant.detect([s.image for s in samples[start : start + batch_size]], prompt, threshold=threshold):
             keep = d.class_id < len(labels)
             out.append(Detections(d.xyxy[keep], d.scores[keep], d.class_id[keep], labels))
     return out
+
+
+def detect_per_class(detector, method: Method, samples: Sequence[Sample], classes: Sequence[str], *, threshold: float,
+                     batch_size: int) -> dict[str, list[Detections]]:
+    """For each class prompted alone (plus the method's decoy), its detections on every sample, in order."""
+    variant = detector.with_sinks(method.sinks, method.sink_init)
+    return {label: _detect(variant, samples, (label,), method.decoy, threshold=threshold, batch_size=batch_size)
+            for label in classes}
+
+
+def detect_together(detector, method: Method, samples: Sequence[Sample], classes: Sequence[str], *, threshold: float,
+                    batch_size: int) -> list[Detections]:
+    """Every class in one prompt (plus the method's decoy, whose boxes are dropped), as people prompt for states."""
+    variant = detector.with_sinks(method.sinks, method.sink_init)
+    return _detect(variant, samples, tuple(classes), method.decoy, threshold=threshold, batch_size=batch_size)
 
 
 def pairs(samples: Sequence[Sample], found: dict[str, list[Detections]]) -> list[PairResult]:
@@ -447,13 +439,7 @@ def plot(evaluation: Evaluation, path: str | Path, *, width: int = 900, height: 
         _styled_polyline(canvas, np.array([[width - right + 5, y], [width - right + 32, y]], np.int32), colour, 3, LINE_STYLES[kind])
         cv2.putText(canvas, name[:30], (width - right + 35, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         drawn += 1
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), canvas):
-        from streamsink.errors import WriterError
-
-        raise WriterError(f"cannot write {path}")
-    return path
+    return _write_png(canvas, path)
 
 
 def plot_states(evaluation: Evaluation, path: str | Path, *, width: int = 900) -> Path:
@@ -463,8 +449,6 @@ def plot_states(evaluation: Evaluation, path: str | Path, *, width: int = 900) -
     glance: a smoothed strip that matches the truth strip is a stage that tells the truth.
     """
     import cv2
-
-    from streamsink.errors import WriterError
 
     if not evaluation.timeline:
         raise ValueError("this evaluation has no clips, so no state timeline to plot")
@@ -488,6 +472,14 @@ def plot_states(evaluation: Evaluation, path: str | Path, *, width: int = 900) -
                 if on:
                     cv2.rectangle(canvas, (left + int(start * scale), y), (left + max(int(end * scale) - 1, int(start * scale)), y + strip - 2), colour, -1)
     cv2.putText(canvas, f"frame 0 .. {frames}", (left, height - 15), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return _write_png(canvas, path)
+
+
+def _write_png(canvas: np.ndarray, path: str | Path) -> Path:
+    import cv2
+
+    from streamsink.errors import WriterError
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), canvas):
