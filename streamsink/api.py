@@ -48,6 +48,7 @@ def load_detector(settings: RunSettings, *, sinks: int | None = None, quiet: boo
         dtype=settings.torch_dtype,
         compile=settings.compile,
         cuda_graphs=settings.cuda_graphs,
+        backend=settings.backend,
     )
 
 

@@ -37,6 +37,7 @@ DEFAULT_MODEL = "iSEE-Laboratory/llmdet_tiny"
 DEFAULT_MAX_LATENCY = 0.0
 
 NO_PROFILE = "none"  # RunSettings.profile that takes no profile, not even the model folder's
+BACKENDS = ("auto", "torch", "openvino")
 DTYPES = ("auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -83,7 +84,11 @@ class RunSettings:
     smooth, smoother_options: temporal smoothing on or off, and
         `TemporalSmoother`'s keyword arguments.
     compile, cuda_graphs: the detector's fast paths (each falls back to eager where it fails).
-    threads: torch's CPU threads (None: leave decoding and encoding a core; 0: torch's own).
+    backend: what runs the per-frame graph: "torch", "openvino" (CPU; needs streamsink[openvino])
+        or "auto" (OpenVINO on a CPU where it is installed, else torch). With OpenVINO, dtype
+        "bf16" is its bf16 inference (opt-in: it moves scores), "auto"/"fp32" gives torch's detections.
+    threads: the CPU threads of the forward pass, torch's or OpenVINO's (None: leave decoding and
+        encoding a core for a small model, every core for a heavy one; 0: the library's own).
     max_latency: seconds a live batch waits to fill.
     buffer, retries: live sources: frames kept before the oldest is dropped,
         and network reconnect attempts in a row.
@@ -103,6 +108,7 @@ class RunSettings:
     smoother_options: Mapping[str, Any] = field(default_factory=dict)
     compile: bool = False
     cuda_graphs: bool = False
+    backend: str = "auto"
     threads: int | None = None
     max_latency: float = DEFAULT_MAX_LATENCY
     buffer: int = 2
@@ -151,6 +157,9 @@ class RunSettings:
         check_choice("sink_init", self.sink_init, SINK_INITS)
         check_device(self.device)
         check_choice("dtype", self.dtype, DTYPES, ("auto", "fp32", "fp16", "bf16"))
+        check_choice("backend", self.backend, BACKENDS)
+        if self.backend == "openvino" and self.dtype in ("fp16", "float16"):
+            raise SettingsError("dtype", "dtype", "fp16 does not run on the OpenVINO backend; use fp32 or bf16")
         check_int("threads", self.threads, 0, optional=True)
         check_int("buffer", self.buffer, 1)
         check_int("retries", self.retries, 0)

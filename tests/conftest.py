@@ -13,6 +13,34 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def streamsink_cache(tmp_path_factory) -> Path:
+    """OpenVINO's converted graphs go to a folder of this session, not the user's cache (child processes too)."""
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("STREAMSINK_CACHE")
+    os.environ["STREAMSINK_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("STREAMSINK_CACHE", None)
+    else:
+        os.environ["STREAMSINK_CACHE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def torch_unless_asked(request, monkeypatch):
+    """backend "auto" runs torch in this process, except in test_openvino.py.
+
+    On a CPU "auto" is OpenVINO, which converts and compiles a graph for every
+    frame size, prompt length and batch size a test meets: seconds each, for
+    tests about everything else. test_openvino.py checks OpenVINO against
+    torch, the default path included; a command run as a child process keeps "auto".
+    """
+    if request.node.path.name != "test_openvino.py":
+        from streamsink.detector import device
+
+        monkeypatch.setattr(device, "auto_backend", lambda _device: "torch")
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random Grounding DINO checkpoint (boxes meaningless, code paths real)."""

@@ -51,9 +51,9 @@ def _check(args: argparse.Namespace, *, local: bool = True) -> RunSettings:
         parse_classes(prompt)
     settings = settings_from_args(args)
     if local:
-        from streamsink.detector.device import resolve_device
+        from streamsink.detector.device import resolve_backend, resolve_device
 
-        resolve_device(settings.device)
+        resolve_backend(settings.backend, resolve_device(settings.device))
     return settings
 
 
@@ -292,7 +292,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--sinks must be >= 1 for explain (it compares against a prompt with sinks), got {args.sinks}")
     image = _first_image(args.image)
     console = stderr_console()
-    settings = RunSettings(model=args.model, device=args.device, sink_init=args.sink_init).validate()
+    # the picture reads attention weights, which only the torch forward returns
+    settings = RunSettings(model=args.model, device=args.device, sink_init=args.sink_init, backend="torch").validate()
     detector = _load(settings, console, sinks=0)
     result = explain(detector, image, args.prompt, sinks=args.sinks, sink_init=args.sink_init)
     result.save(args.output)
@@ -324,7 +325,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.methods)
     settings = RunSettings(model=args.model, device=args.device, threshold=args.threshold, batch_size=args.batch_size,
-                           sinks=0, profile=args.profile).validate()
+                           sinks=0, profile=args.profile, backend=args.backend).validate()
     if not 0.0 <= args.min_score <= settings.threshold:
         raise UsageError(f"--min-score must be in [0, --threshold={settings.threshold}], got {args.min_score}")
     console = stderr_console()
@@ -379,7 +380,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not 0.0 <= args.max_false_alarms <= 1.0:
         raise UsageError(f"--max-false-alarms must be a rate in [0, 1], got {args.max_false_alarms}")
     settings = RunSettings(model=args.model, device=args.device, batch_size=args.batch_size, sinks=0,
-                           profile=NO_PROFILE).validate()
+                           profile=NO_PROFILE, backend=args.backend).validate()
     if args.dataset == "shapes":
         if args.clips < 1 or args.clip_frames < 1:
             raise UsageError(f"--clips and --clip-frames must be >= 1, got {args.clips} and {args.clip_frames}")

@@ -49,10 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--no-smooth", action="store_true", help="show raw per-frame detections, no temporal smoothing")
         sub.add_argument("--raw", action="store_true", help="add the raw detections to each JSONL line as 'raw'")
         sub.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="auto: fp16 on CUDA, fp32 on CPU")
-        sub.add_argument("--threads", type=int, help="CPU: torch threads for the forward pass (default: leave decode/encode a core; 0 = torch's own)")
+        add_backend(sub)
+        sub.add_argument("--threads", type=int, help="CPU: threads of the forward pass, torch's or OpenVINO's (default: leave decode/encode a core for a small model; 0 = the library's own)")
         sub.add_argument("--compile", action="store_true", help="run the forward pass through torch.compile (falls back if it fails)")
         sub.add_argument("--cuda-graphs", action="store_true", help="CUDA: capture the forward pass as a CUDA graph at the fixed batch and size")
         add_profile(sub)
+
+    def add_backend(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto", help="what runs the per-frame graph: auto (OpenVINO on a CPU where it is installed), torch, or openvino (CPU; streamsink[openvino])")
 
     def add_profile(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--profile", metavar="FILE", help="threshold and sinks from 'streamsink calibrate' (default: the model folder's profile.json if it has one; 'none' for no profile); flags given explicitly win")
@@ -101,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--min-score", type=float, default=0.01, help="lowest score kept for the curves (default 0.01)")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--device", default="auto")
+    add_backend(evaluate)
     evaluate.add_argument("--json", help="write the figures here as JSON")
     evaluate.add_argument("--plot", help="write AP50 against FPR_bg, one curve per method, as PNG")
     evaluate.add_argument("--states-plot", metavar="PNG", help="write per-class timelines of truth and states for the first clip")
@@ -117,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--max-false-alarms", type=float, required=True, metavar="RATE", help="budget on the false-'present' rate, e.g. 0.02")
     calibrate.add_argument("--sinks", default="0,4,8,16,24", help="sink counts to try, comma-separated (default 0,4,8,16,24)")
     calibrate.add_argument("--device", default="auto")
+    add_backend(calibrate)
     calibrate.add_argument("--batch-size", type=int, default=8)
     calibrate.add_argument("-o", "--output", help="profile to write (default: profile.json in a local model's folder, else ./profile.json)")
     return parser

@@ -1,6 +1,7 @@
 """CUDA helpers of the detector: events, a pinned upload ring, and the forward runner with its fast paths.
 
-The runner also serves CPU runs (compile works there); its CUDA graphs need CUDA.
+The runner also serves CPU runs (compile works there, and the OpenVINO
+backend is tried first when one is given); its CUDA graphs need CUDA.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ class Runner:
     this batch's scores were computed from them).
     """
 
-    def __init__(self, model, device: torch.device, *, compile: bool, cuda_graphs: bool) -> None:
+    def __init__(self, model, device: torch.device, *, compile: bool, cuda_graphs: bool, openvino=None) -> None:
         self.model = model
+        self.openvino = openvino  # an OpenVINOForward tried first; torch from its first failure on
         self.compiled = None
         self.graphs: dict[tuple, tuple] | None = {} if cuda_graphs and device.type == "cuda" else None
         if cuda_graphs and device.type != "cuda":
@@ -84,6 +86,14 @@ class Runner:
                 logger.warning("torch.compile unavailable (%s); running eagerly", first_line(error))
 
     def __call__(self, pixels: torch.Tensor, text: TextEncoding) -> RawOutput:
+        if self.openvino is not None:
+            from streamsink.detector.openvino import OpenVINOUnavailable
+
+            try:
+                return self.openvino(pixels, text)
+            except OpenVINOUnavailable as error:
+                logger.warning("%s; running on torch", error)
+                self.openvino = None
         if self.graphs is not None:
             try:
                 return self._replay(pixels, text)

@@ -35,7 +35,41 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """"auto" is OpenVINO on a CPU where it is installed, torch elsewhere; an impossible choice is a ValueError."""
+    from streamsink.detector.openvino import installed
+    from streamsink.settings import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        return auto_backend(device)
+    if backend == "openvino":
+        if device.type != "cpu":
+            raise ValueError(f"backend openvino runs on the CPU, not on {device}; use --device cpu or --backend torch")
+        if not installed():
+            raise ValueError("backend openvino asked for, but OpenVINO is not installed: "
+                             "pip install 'streamsink[openvino]'")
+    return backend
+
+
+def auto_backend(device: torch.device) -> str:
+    """What "auto" means here: OpenVINO on a CPU where it is installed (the test suite pins torch)."""
+    from streamsink.detector.openvino import installed
+
+    return "openvino" if device.type == "cpu" and installed() else "torch"
+
+
+def openvino_precision(dtype: torch.dtype) -> str:
+    """The OpenVINO inference precision of a dtype: f32 (torch's detections) or bf16."""
+    if dtype == torch.float32:
+        return "f32"
+    if dtype == torch.bfloat16:
+        return "bf16"
+    raise ValueError(f"the OpenVINO backend runs fp32 or bf16, not {dtype}")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, *, backend: str = "torch") -> torch.dtype:
     """fp16 on CUDA by default (the fusion attention clamps for it), fp32 elsewhere."""
     names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
              "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -47,6 +81,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         dtype = names[dtype]
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be a floating type, got {dtype}")
-    if dtype != torch.float32 and device.type == "cpu":
+    if dtype != torch.float32 and device.type == "cpu" and backend == "torch":
         logger.warning("%s on CPU is slow and loses precision; consider dtype=None", dtype)
     return dtype

@@ -24,8 +24,9 @@ import torch
 
 from streamsink.detector.checkpoint import load_checkpoint
 from streamsink.detector.cuda import PinnedRing, Runner, no_context, record_event
-from streamsink.detector.device import resolve_device, resolve_dtype
+from streamsink.detector.device import openvino_precision, resolve_backend, resolve_device, resolve_dtype
 from streamsink.detector.forward import RawOutput, TextEncoding, forward_with_text
+from streamsink.detector.openvino import OpenVINOForward, open_openvino
 from streamsink.detector.preprocess import PREPROCESS_ATOL, PREPROCESS_MISMATCH, check_frame, normalise
 from streamsink.detector.prompt import TextLayout, build_layout, parse_classes
 from streamsink.detector.sinks import sink_embeddings
@@ -60,11 +61,18 @@ class SinkDetector:
         image_size: int | None = None,
         compile: bool = False,
         cuda_graphs: bool = False,
+        backend: str = "auto",
+        openvino: OpenVINOForward | None = None,
     ) -> None:
         check_int("sinks", sinks, 0)
         check_choice("sink_init", sink_init, SINK_INITS)
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        backend = resolve_backend(backend, self.device)
+        self.dtype = resolve_dtype(dtype, self.device, backend=backend)
+        precision = None
+        if backend == "openvino":  # the torch side (text, pixels, scores) stays f32; the graph takes the precision
+            precision = openvino_precision(self.dtype)
+            self.dtype = torch.float32
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -90,7 +98,9 @@ class SinkDetector:
         self._sink_vectors = sink_embeddings(word_embeddings, sinks, sink_init, tokenize=self._tokenize)
         self._text_cache: OrderedDict[tuple[str, ...], TextEncoding] = OrderedDict()
         self.text_encodings = 0
-        self._runner = Runner(self.model, self.device, compile=compile, cuda_graphs=cuda_graphs)
+        if backend == "openvino" and openvino is None:
+            openvino = open_openvino(self.model, precision)
+        self._runner = Runner(self.model, self.device, compile=compile, cuda_graphs=cuda_graphs, openvino=openvino)
         self._host = PinnedRing() if self.device.type == "cuda" else None
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._compute_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
@@ -107,6 +117,7 @@ class SinkDetector:
         image_size: int | None = None,
         compile: bool = False,
         cuda_graphs: bool = False,
+        backend: str = "auto",
     ) -> SinkDetector:
         """Load a Grounding DINO / MM-Grounding-DINO / LLMDet checkpoint (hub id or local dir).
 
@@ -115,16 +126,27 @@ class SinkDetector:
         compile runs the forward pass through torch.compile; cuda_graphs
         replays it as a CUDA graph per batch and image shape (CUDA only).
         Either falls back to the plain forward, with a warning, where it fails.
+        backend: "torch", "openvino" (the per-frame graph compiled by OpenVINO,
+        CPU only) or "auto" (OpenVINO on a CPU where it is installed); a graph
+        OpenVINO cannot convert or compile runs on torch, with a warning.
+        OpenVINO compiles with torch's thread count of that moment, so the
+        engine's `threads` setting governs both backends.
         """
         check_choice("sink_init", sink_init, SINK_INITS)
         model, processor = load_checkpoint(model_id_or_dir)
         return cls(model, processor, sinks=sinks, sink_init=sink_init, device=device, dtype=dtype,
-                   image_size=image_size, compile=compile, cuda_graphs=cuda_graphs)
+                   image_size=image_size, compile=compile, cuda_graphs=cuda_graphs, backend=backend)
+
+    @property
+    def backend(self) -> str:
+        """What runs the per-frame graph now: "openvino", or "torch" (also after OpenVINO failed)."""
+        return "openvino" if self._runner.openvino is not None else "torch"
 
     def with_sinks(self, sinks: int, sink_init: str | None = None) -> SinkDetector:
         """A detector sharing this one's model (no copy, no reload) with another sink setting."""
+        openvino = self._runner.openvino  # one OpenVINO runner: its graphs are keyed by prompt length
         other = SinkDetector(self.model, self.processor, sinks=sinks, sink_init=sink_init or self.sink_init,
-                             device=self.device, dtype=self.dtype)
+                             device=self.device, dtype=self.dtype, backend=self.backend, openvino=openvino)
         other.shortest_edge, other.longest_edge = self.shortest_edge, self.longest_edge
         return other
 

@@ -1,0 +1,149 @@
+"""The OpenVINO backend gives torch's detections, drops sink winners, caches graphs on disk and falls back."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("openvino", reason="needs streamsink[openvino] (pip install 'openvino>=2026.4,<2026.5')")
+
+from streamsink.detector import SinkDetector  # noqa: E402
+from streamsink.detector.openvino import OpenVINOForward, model_key  # noqa: E402
+from streamsink.testing.agreement import disagreement, frames_disagreeing  # noqa: E402
+
+DEMO = Path(__file__).resolve().parent.parent / "samples" / "models" / "shapes-gdino"
+
+
+def _pair(path, **options):
+    torch_side = SinkDetector.from_pretrained(path, device="cpu", backend="torch", **options)
+    openvino_side = SinkDetector(torch_side.model, torch_side.processor, device="cpu", backend="openvino", **options)
+    assert openvino_side.backend == "openvino" and torch_side.backend == "torch"
+    return torch_side, openvino_side
+
+
+def _random_frames(n, height=120, width=160, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def demo_pair():
+    return _pair(DEMO, sinks=24, sink_init="brackets")
+
+
+def test_demo_model_same_detections_on_shapes_frames(demo_pair):
+    from streamsink.shapes import CLASSES, make_clip
+
+    torch_side, openvino_side = demo_pair
+    frames = make_clip(11, frames=48).frames[::4]  # 320x240, objects entering, leaving, overlapping
+    prompt = list(CLASSES)
+    expected = torch_side.detect(frames, prompt, threshold=0.1)
+    got = openvino_side.detect(frames, prompt, threshold=0.1)
+    assert sum(len(d.scores) for d in expected) >= 8, "the clip should give the demo model things to find"
+    assert frames_disagreeing(expected, got) == {}
+    # Another batch size compiles from the same converted graph and still agrees.
+    singles = [openvino_side.detect([frame], prompt, threshold=0.1)[0] for frame in frames[:3]]
+    assert frames_disagreeing(expected[:3], singles) == {}
+    assert openvino_side._runner.openvino.conversions == 1
+
+
+@pytest.mark.parametrize("family", ["tiny_checkpoint", "tiny_mm_checkpoint"])
+def test_random_checkpoints_of_both_families_agree(request, family):
+    torch_side, openvino_side = _pair(request.getfixturevalue(family), sinks=16)  # the sink test reuses its graph
+    frames = _random_frames(2)
+    expected = torch_side.detect(frames, "dog,red car", threshold=0.05)
+    got = openvino_side.detect(frames, "dog,red car", threshold=0.05)
+    assert sum(len(d.scores) for d in expected) > 0
+    assert frames_disagreeing(expected, got) == {}
+
+
+def test_sink_winners_are_dropped_on_the_openvino_path(tiny_checkpoint):
+    torch_side, openvino_side = _pair(tiny_checkpoint, sinks=16)
+    frames = _random_frames(1, seed=3)
+    text = openvino_side.encode_prompt("dog,red car")
+    pixels = openvino_side.preprocess(frames)
+    raw = openvino_side._runner(pixels, text)
+    probs = raw.logits[0, :, : text.layout.num_tokens].sigmoid()
+    scores, best = (probs @ text.phrase_map.T).max(-1)
+    won_by_sinks = int(((best >= 2) & (scores > 0.05)).sum())
+    kept = int(((best < 2) & (scores > 0.05)).sum())
+    assert won_by_sinks > 0, "with 16 sinks on random weights some queries go to sinks"
+    (found,) = openvino_side.detect(frames, "dog,red car", threshold=0.05)
+    assert len(found.scores) == kept
+    assert disagreement(torch_side.detect(frames, "dog,red car", threshold=0.05)[0], found) is None
+
+
+def test_graphs_are_cached_on_disk_and_invalidated_by_new_weights(tiny_checkpoint, tmp_path):
+    torch_side = SinkDetector.from_pretrained(tiny_checkpoint, sinks=2, device="cpu", backend="torch")
+    text = torch_side.encode_prompt("dog")
+    pixels = torch_side.preprocess(_random_frames(1))
+    first = OpenVINOForward(torch_side.model, cache_dir=tmp_path)
+    out = first(pixels, text)
+    assert first.conversions == 1
+    assert len(list((tmp_path / first.key).glob("*.xml"))) == 1
+    again = OpenVINOForward(torch_side.model, cache_dir=tmp_path)  # a new run: no conversion, same numbers
+    np.testing.assert_allclose(again(pixels, text).pred_boxes, out.pred_boxes, atol=1e-6)
+    assert again.conversions == 0
+    with torch.no_grad():
+        torch_side.model.bbox_embed[-1].layers[-1].bias.add_(0.5)  # the checkpoint changed
+    changed = OpenVINOForward(torch_side.model, cache_dir=tmp_path)
+    assert changed.key != first.key and changed.key == model_key(torch_side.model)
+    assert not (tmp_path / changed.key).exists()  # its graphs are converted anew, never read from the old key
+
+
+def test_conversion_failure_falls_back_to_torch_with_one_line(tiny_checkpoint, monkeypatch, caplog):
+    import openvino
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("No conversion rule found for operations: aten::made_up\nmore detail")
+
+    monkeypatch.setattr(openvino, "convert_model", broken)
+    torch_side, openvino_side = _pair(tiny_checkpoint, sinks=2)
+    frames = _random_frames(2)
+    with caplog.at_level(logging.WARNING):
+        got = openvino_side.detect(frames, "dog", threshold=0.05)
+        openvino_side.detect(frames, "dog", threshold=0.05)
+    assert openvino_side.backend == "torch"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "could not convert" in warnings[0] and "aten::made_up" in warnings[0] and "running on torch" in warnings[0]
+    assert frames_disagreeing(torch_side.detect(frames, "dog", threshold=0.05), got) == {}
+
+
+def test_auto_is_openvino_on_cpu_and_explicit_choices_are_checked(tiny_checkpoint, monkeypatch):
+    from streamsink.detector import openvino as backend
+
+    detector = SinkDetector.from_pretrained(tiny_checkpoint, sinks=0, device="cpu")
+    assert detector.backend == "openvino"
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        SinkDetector(detector.model, detector.processor, device="cpu", backend="openvino", dtype="fp16")
+    monkeypatch.setattr(backend, "installed", lambda: False)
+    assert SinkDetector(detector.model, detector.processor, device="cpu").backend == "torch"
+    with pytest.raises(ValueError, match=r"streamsink\[openvino\]"):
+        SinkDetector(detector.model, detector.processor, device="cpu", backend="openvino")
+
+
+def test_bf16_is_refused_on_a_cpu_without_it(tiny_checkpoint, monkeypatch):
+    from streamsink.detector import openvino as backend
+
+    monkeypatch.setattr(backend, "cpu_has_bf16", lambda: False)
+    model = SinkDetector.from_pretrained(tiny_checkpoint, sinks=0, device="cpu", backend="torch")
+    with pytest.raises(ValueError, match="no bf16"):
+        SinkDetector(model.model, model.processor, device="cpu", backend="openvino", dtype="bf16")
+
+
+def test_cli_backend_openvino_without_openvino_is_a_usage_error(tiny_checkpoint, sample_clip, tmp_path, capsys,
+                                                              monkeypatch):
+    from streamsink.cli import main
+    from streamsink.detector import openvino as backend
+
+    monkeypatch.setattr(backend, "installed", lambda: False)
+    code = main(["process", str(sample_clip), "--prompt", "dog", "--model", str(tiny_checkpoint),
+                 "--backend", "openvino", "-o", str(tmp_path / "out.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "OpenVINO is not installed" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out.mp4").exists()
