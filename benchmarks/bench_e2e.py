@@ -5,7 +5,7 @@ encoder settings; each run is a fresh interpreter, the two alternate
 (A B A B ...) so background load hits both alike, and the ratio of medians is
 reported. The newcomer's loop uses torch's default threads, as a newcomer would.
 
-    python benchmarks/bench_e2e.py [--kind bench-tiny] [--frames 100] [--rounds 3] [--extra "--batch-size 4"]
+    python benchmarks/bench_e2e.py [--kind bench-tiny] [--frames 100] [--rounds 3] [--extra "--batch-size 4"] [--warm]
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> dict:
                              "(the fastest counts). Default: 0")
     parser.add_argument("--extra", action="append", default=None,
                         help="streamsink process arguments of one contender; repeat for several")
+    parser.add_argument("--warm", action="store_true",
+                        help="run every contender once, untimed, first: OpenVINO's graphs are then in its disk "
+                             "cache, as on every run after a model's first")
     args = parser.parse_args(argv)
     model = str(common.checkpoint(args.kind))
     video = str(common.footage(args.frames))
@@ -52,6 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
         last[name] = contenders[name]()
         return last[name]["seconds"]
 
+    if args.warm:
+        for name, contender in contenders.items():
+            if not name.startswith("newcomer"):
+                contender()
     runs = common.interleave({name: (lambda n=name: timed(n)) for name in contenders}, args.rounds)
     loops = {name: common.median(times) for name, times in runs.items() if name.startswith("newcomer")}
     best = min(loops, key=loops.get)

@@ -11,6 +11,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# backend "auto" is torch in this suite and in every process it starts (Ray workers too): on a CPU it
+# would be OpenVINO, which converts a graph per frame size and prompt length, seconds each, for tests
+# about other things. tests/test_openvino.py lifts it and checks OpenVINO, the default path included.
+os.environ["STREAMSINK_AUTO_BACKEND"] = "torch"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,21 +28,6 @@ def streamsink_cache(tmp_path_factory) -> Path:
         os.environ.pop("STREAMSINK_CACHE", None)
     else:
         os.environ["STREAMSINK_CACHE"] = previous
-
-
-@pytest.fixture(autouse=True)
-def torch_unless_asked(request, monkeypatch):
-    """backend "auto" runs torch in this process, except in test_openvino.py.
-
-    On a CPU "auto" is OpenVINO, which converts and compiles a graph for every
-    frame size, prompt length and batch size a test meets: seconds each, for
-    tests about everything else. test_openvino.py checks OpenVINO against
-    torch, the default path included; a command run as a child process keeps "auto".
-    """
-    if request.node.path.name != "test_openvino.py":
-        from streamsink.detector import device
-
-        monkeypatch.setattr(device, "auto_backend", lambda _device: "torch")
 
 
 @pytest.fixture(scope="session")

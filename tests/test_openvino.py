@@ -18,6 +18,12 @@ from streamsink.testing.agreement import disagreement, frames_disagreeing  # noq
 DEMO = Path(__file__).resolve().parent.parent / "samples" / "models" / "shapes-gdino"
 
 
+@pytest.fixture(autouse=True)
+def auto_means_openvino(monkeypatch):
+    """The suite pins "auto" to torch (conftest.py); here it means what it means for users."""
+    monkeypatch.delenv("STREAMSINK_AUTO_BACKEND", raising=False)
+
+
 def _pair(path, **options):
     torch_side = SinkDetector.from_pretrained(path, device="cpu", backend="torch", **options)
     openvino_side = SinkDetector(torch_side.model, torch_side.processor, device="cpu", backend="openvino", **options)
@@ -147,3 +153,33 @@ def test_cli_backend_openvino_without_openvino_is_a_usage_error(tiny_checkpoint,
     err = capsys.readouterr().err.strip()
     assert code == 2 and "OpenVINO is not installed" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_process_by_default_runs_openvino_with_torchs_detections(tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from streamsink.cli import main
+    from streamsink.shapes import CLASSES, make_clip
+    from streamsink.types import Detections
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, frame in enumerate(make_clip(11, frames=12).frames):
+        cv2.imwrite(str(folder / f"{k:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    found = {}
+    for backend in ("auto", "torch"):
+        out = tmp_path / backend
+        code = main(["process", str(folder), "--prompt", ",".join(CLASSES), "--model", str(DEMO), "--raw",
+                     "--backend", backend, "-o", str(out / "clip.mp4"), "--jsonl", str(out / "clip.jsonl")])
+        assert code == 0
+        expected = "detector: openvino, f32 on cpu" if backend == "auto" else "detector: torch on cpu"
+        assert expected in capsys.readouterr().err
+        lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+        found[backend] = [Detections(np.array([d["box"] for d in line["raw"]], np.float32).reshape(-1, 4),
+                                     np.array([d["score"] for d in line["raw"]], np.float32),
+                                     np.array([CLASSES.index(d["label"]) for d in line["raw"]], np.int64), CLASSES)
+                          for line in lines]
+    assert len(found["auto"]) == 12 and sum(len(d.scores) for d in found["torch"]) > 0
+    assert frames_disagreeing(found["torch"], found["auto"]) == {}

@@ -37,7 +37,12 @@ def _load(settings: RunSettings, console, sinks: int | None = None):
     from streamsink.api import load_detector
 
     with console.status(f"loading {settings.model} ..."):
-        return load_detector(settings, sinks=sinks, quiet=True)
+        detector = load_detector(settings, sinks=sinks, quiet=True)
+    backend = getattr(detector, "backend", None)  # any detector object will do; a SinkDetector says what runs it
+    if backend is not None:
+        shown = f"{backend}, {detector.precision}" if backend == "openvino" else backend
+        console.print(f"detector: {shown} on {detector.device}", style="dim", markup=False)
+    return detector
 
 
 def _check(args: argparse.Namespace, *, local: bool = True) -> RunSettings:

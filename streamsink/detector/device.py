@@ -7,6 +7,7 @@ whether this machine has it, which needs torch.
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -53,10 +54,20 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+AUTO_BACKEND_VARIABLE = "STREAMSINK_AUTO_BACKEND"
+
+
 def auto_backend(device: torch.device) -> str:
-    """What "auto" means here: OpenVINO on a CPU where it is installed (the test suite pins torch)."""
+    """What "auto" means here: OpenVINO on a CPU where it is installed, else torch.
+
+    $STREAMSINK_AUTO_BACKEND=torch makes "auto" mean torch everywhere, child
+    processes and Ray workers included (the test suite sets it: a conversion
+    per frame size costs seconds that tests about other things should not pay).
+    """
     from streamsink.detector.openvino import installed
 
+    if os.environ.get(AUTO_BACKEND_VARIABLE, "").strip().lower() == "torch":
+        return "torch"
     return "openvino" if device.type == "cpu" and installed() else "torch"
 
 

@@ -142,6 +142,13 @@ class SinkDetector:
         """What runs the per-frame graph now: "openvino", or "torch" (also after OpenVINO failed)."""
         return "openvino" if self._runner.openvino is not None else "torch"
 
+    @property
+    def precision(self) -> str:
+        """The forward pass's precision: OpenVINO's inference precision, else the torch dtype's name."""
+        if self._runner.openvino is not None:
+            return self._runner.openvino.precision
+        return str(self.dtype).removeprefix("torch.")
+
     def with_sinks(self, sinks: int, sink_init: str | None = None) -> SinkDetector:
         """A detector sharing this one's model (no copy, no reload) with another sink setting."""
         openvino = self._runner.openvino  # one OpenVINO runner: its graphs are keyed by prompt length
@@ -333,7 +340,7 @@ class SinkDetector:
 
     def __repr__(self) -> str:
         return (f"SinkDetector({type(self.model).__name__}, sinks={self.sinks}, sink_init={self.sink_init!r}, "
-                f"device={self.device}, dtype={self.dtype})")
+                f"device={self.device}, backend={self.backend}, precision={self.precision})")
 
 
 def _to_detections(tensors: tuple[torch.Tensor, ...], classes: tuple[str, ...]) -> list[Detections]:
