@@ -1,4 +1,4 @@
-"""Run the five benchmarks (`make bench`): the CPU reference checkpoint, then the full-size architectures.
+"""Run the benchmarks (`make bench`): the CPU reference checkpoint, then the full-size architectures.
 
 Full-size runs (Grounding DINO Swin-T, LLMDet-T; random weights, real
 compute) use only a few frames on a CPU: one forward pass takes seconds
@@ -18,6 +18,7 @@ import bench_e2e  # noqa: E402
 import bench_live  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_multistream  # noqa: E402
+import bench_openvino  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_sinks  # noqa: E402
 import bench_smoother  # noqa: E402
@@ -31,8 +32,12 @@ def main(argv: list[str] | None = None) -> None:
     cuda = args.device.startswith("cuda")
     device = ["--device", args.device]
     newcomer = [] if cuda else ["--newcomer-threads", "0", "--newcomer-threads", "1"]
+    backends = [] if cuda else ["--warm", "--extra", "--device cpu --backend torch",
+                                "--extra", "--device cpu --backend openvino"]
     bench_e2e.main(["--kind", "bench-tiny", "--frames", "100", "--rounds", "3", *device, *newcomer,
-                    "--extra", f"--device {args.device}"])
+                    *(backends or ["--extra", f"--device {args.device}"])])
+    if not cuda:
+        bench_openvino.main(["--models", "demo,bench-tiny", "--rounds", "5"])
     bench_overhead.main(["--frames", "100", "--rounds", "3"])
     bench_sinks.main(["--kind", "bench-tiny", *device])
     bench_live.main(["--kind", "bench-tiny", *device])
@@ -42,10 +47,14 @@ def main(argv: list[str] | None = None) -> None:
     bench_smoother.main([])
     if args.quick:
         return
+    if not cuda:
+        bench_openvino.main(["--models", "gdino-swin-t", "--sizes", "320,800", "--rounds", "3"])
     frames, rounds = ("100", "2") if cuda else ("3", "1")
     for kind in ("gdino-swin-t", "llmdet-t"):
-        bench_e2e.main(["--kind", kind, "--frames", frames, "--rounds", rounds, *device, *newcomer,
-                        "--extra", f"--device {args.device} --batch-size {4 if cuda else 1}"])
+        batch = f"--device {args.device} --batch-size {4 if cuda else 1}"
+        extras = ["--extra", batch] if cuda else ["--warm", "--extra", f"{batch} --backend torch",
+                                                  "--extra", f"{batch} --backend openvino"]
+        bench_e2e.main(["--kind", kind, "--frames", frames, "--rounds", rounds, *device, *newcomer, *extras])
         bench_sinks.main(["--kind", kind, "--batch", "4" if cuda else "1", "--rounds", "3" if cuda else "1", *device])
         bench_live.main(["--kind", kind, "--seconds", "8" if cuda else "2", "--rounds", "1", *device])
         bench_memory.main(["--kind", kind, "--frames", "300" if cuda else "3", "--extra", f"--device {args.device}"])

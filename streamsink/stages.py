@@ -61,7 +61,11 @@ HEAVY_PARAMETERS = 20_000_000
 
 
 def is_heavy(detector: Any) -> bool:
-    """Whether a detector's model is big enough to want every CPU core (see HEAVY_PARAMETERS)."""
+    """Whether a detector's forward pass wants every CPU core: a big model (see HEAVY_PARAMETERS), or any
+    model on OpenVINO, whose thread pool shares the cores with decoding and encoding without torch's
+    spinning (bench-tiny end to end, 2-core VM: x2.26 with 2 threads against x2.11 with 1, RESULTS.md 8)."""
+    if getattr(detector, "backend", None) == "openvino":
+        return True
     model = getattr(detector, "model", None)
     parameters = getattr(model, "parameters", None)
     return parameters is not None and sum(p.numel() for p in parameters()) > HEAVY_PARAMETERS
