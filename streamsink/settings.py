@@ -87,8 +87,8 @@ class RunSettings:
     backend: what runs the per-frame graph: "torch", "openvino" (CPU; needs streamsink[openvino])
         or "auto" (OpenVINO on a CPU where it is installed, else torch). With OpenVINO, dtype
         "bf16" is its bf16 inference (opt-in: it moves scores), "auto"/"fp32" gives torch's detections.
-    threads: the CPU threads of the forward pass, torch's or OpenVINO's (None: leave decoding and
-        encoding a core for a small model, every core for a heavy one; 0: the library's own).
+    threads: the CPU threads of the forward pass, torch's or OpenVINO's (None: a small torch model
+        leaves decoding and encoding a core, OpenVINO and heavy models take every core; 0: the library's own).
     max_latency: seconds a live batch waits to fill.
     buffer, retries: live sources: frames kept before the oldest is dropped,
         and network reconnect attempts in a row.

@@ -183,3 +183,13 @@ def test_process_by_default_runs_openvino_with_torchs_detections(tmp_path, capsy
                           for line in lines]
     assert len(found["auto"]) == 12 and sum(len(d.scores) for d in found["torch"]) > 0
     assert frames_disagreeing(found["torch"], found["auto"]) == {}
+
+
+def test_backend_settings_are_checked_before_anything_loads():
+    from streamsink.settings import RunSettings, SettingsError
+
+    with pytest.raises(SettingsError, match="backend must be one of auto, torch, openvino"):
+        RunSettings(backend="tensorrt", profile="none").validate()
+    with pytest.raises(SettingsError, match="fp16 does not run on the OpenVINO backend"):
+        RunSettings(backend="openvino", dtype="fp16", profile="none").validate()
+    assert RunSettings(backend="openvino", dtype="bf16", profile="none").validate().backend == "openvino"
