@@ -83,17 +83,21 @@ def test_sink_winners_are_dropped_on_the_openvino_path(tiny_checkpoint):
     assert disagreement(torch_side.detect(frames, "dog,red car", threshold=0.05)[0], found) is None
 
 
-def test_graphs_are_cached_on_disk_and_invalidated_by_new_weights(tiny_checkpoint, tmp_path):
+def test_graphs_are_cached_on_disk_and_invalidated_by_new_weights(tiny_checkpoint, tmp_path, caplog):
     torch_side = SinkDetector.from_pretrained(tiny_checkpoint, sinks=2, device="cpu", backend="torch")
     text = torch_side.encode_prompt("dog")
     pixels = torch_side.preprocess(_random_frames(1))
     first = OpenVINOForward(torch_side.model, cache_dir=tmp_path)
-    out = first(pixels, text)
+    with caplog.at_level(logging.INFO, logger="streamsink.detector.openvino"):
+        out = first(pixels, text)
     assert first.conversions == 1
+    assert [r.getMessage() for r in caplog.records if "converting" in r.getMessage()]  # the wait is announced
     assert len(list((tmp_path / first.key).glob("*.xml"))) == 1
     again = OpenVINOForward(torch_side.model, cache_dir=tmp_path)  # a new run: no conversion, same numbers
-    np.testing.assert_allclose(again(pixels, text).pred_boxes, out.pred_boxes, atol=1e-6)
-    assert again.conversions == 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="streamsink.detector.openvino"):
+        np.testing.assert_allclose(again(pixels, text).pred_boxes, out.pred_boxes, atol=1e-6)
+    assert again.conversions == 0 and not caplog.records
     with torch.no_grad():
         torch_side.model.bbox_embed[-1].layers[-1].bias.add_(0.5)  # the checkpoint changed
     changed = OpenVINOForward(torch_side.model, cache_dir=tmp_path)

@@ -11,7 +11,9 @@ happen inside the commands, so `streamsink --help` is instant.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -42,7 +44,20 @@ def _load(settings: RunSettings, console, sinks: int | None = None):
     if backend is not None:
         shown = f"{backend}, {detector.precision}" if backend == "openvino" else backend
         console.print(f"detector: {shown} on {detector.device}", style="dim", markup=False)
+    if backend == "openvino":
+        _show_conversions()
     return detector
+
+
+def _show_conversions() -> None:
+    """Print OpenVINO's "converting" line: the first frame of a new size waits seconds to minutes for it."""
+    log = logging.getLogger("streamsink.detector.openvino")
+    if not any(getattr(handler, "streamsink_cli", False) for handler in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.streamsink_cli = True
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 def _check(args: argparse.Namespace, *, local: bool = True) -> RunSettings:

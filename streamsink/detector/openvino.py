@@ -207,6 +207,8 @@ class OpenVINOForward:
             graph = self.core.read_model(path)
             spatial_shapes = [tuple(s) for s in json.loads(meta.read_text())["spatial_shapes"]]
         else:
+            logger.info("OpenVINO: converting the model for %dx%d frames and %d text tokens (once: cached in %s)",
+                        height, width, length, folder)
             graph, spatial_shapes = self._convert(pixels[:1], text)
             _save(graph, spatial_shapes, path)
         self._graphs[shape] = (graph, spatial_shapes)
