@@ -73,6 +73,8 @@ def test_sink_winners_are_dropped_on_the_openvino_path(tiny_checkpoint):
     text = openvino_side.encode_prompt("dog,red car")
     pixels = openvino_side.preprocess(frames)
     raw = openvino_side._runner(pixels, text)
+    with torch.inference_mode():
+        assert raw.spatial_shapes == torch_side._runner(pixels, text).spatial_shapes  # recorded by the trace
     probs = raw.logits[0, :, : text.layout.num_tokens].sigmoid()
     scores, best = (probs @ text.phrase_map.T).max(-1)
     won_by_sinks = int(((best >= 2) & (scores > 0.05)).sum())

@@ -105,10 +105,12 @@ class _PerFrameGraph(torch.nn.Module):
         super().__init__()
         self.model = model
         self.layout = layout
+        self.spatial_shapes: list[tuple[int, int]] = []  # recorded while tracing: no second forward for them
 
     def forward(self, pixel_values, features, token_mask, self_attention_mask, position_ids):
         text = TextEncoding(self.layout, features, token_mask, self_attention_mask, position_ids, phrase_map=None)
         raw = forward_with_text(self.model, pixel_values, text)
+        self.spatial_shapes = raw.spatial_shapes
         return raw.logits, raw.pred_boxes
 
 
@@ -223,7 +225,6 @@ class OpenVINOForward:
         try:
             with torch.inference_mode(), _quiet_tracer():  # as `SinkDetector.infer` calls it
                 graph = ov.convert_model(module, example_input=example, extension=_logit_extensions())
-                spatial_shapes = forward_with_text(self.model, example[0], text).spatial_shapes
         except Exception as error:
             raise OpenVINOUnavailable(f"OpenVINO could not convert the model: {first_line(error)}") from None
         # Frame size and prompt length are constants of the trace: say so in the graph, batch stays free.
@@ -231,7 +232,7 @@ class OpenVINOForward:
         for port, name in zip(graph.inputs, _INPUTS):
             port.get_tensor().set_names({name})
         self.conversions += 1
-        return graph, spatial_shapes
+        return graph, module.spatial_shapes
 
 
 def _save(graph, spatial_shapes, path: Path) -> None:
