@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from streamsink.settings import DEFAULT_MODEL, RunSettings, SettingsError
+from streamsink.settings import BACKENDS, DEFAULT_MODEL, RunSettings, SettingsError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -50,13 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--raw", action="store_true", help="add the raw detections to each JSONL line as 'raw'")
         sub.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="auto: fp16 on CUDA, fp32 on CPU")
         add_backend(sub)
-        sub.add_argument("--threads", type=int, help="CPU: threads of the forward pass, torch's or OpenVINO's (default: leave decode/encode a core for a small model; 0 = the library's own)")
+        sub.add_argument("--threads", type=int, help="CPU: threads of the forward pass, torch's or OpenVINO's (default: a small torch model leaves decode/encode a core, OpenVINO and big models take every core; 0 = the library's own)")
         sub.add_argument("--compile", action="store_true", help="run the forward pass through torch.compile (falls back if it fails)")
         sub.add_argument("--cuda-graphs", action="store_true", help="CUDA: capture the forward pass as a CUDA graph at the fixed batch and size")
         add_profile(sub)
 
     def add_backend(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto", help="what runs the per-frame graph: auto (OpenVINO on a CPU where it is installed), torch, or openvino (CPU; streamsink[openvino])")
+        sub.add_argument("--backend", choices=BACKENDS, default="auto", help="what runs the per-frame graph: auto (OpenVINO on a CPU where it is installed), torch, or openvino (CPU; streamsink[openvino])")
 
     def add_profile(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--profile", metavar="FILE", help="threshold and sinks from 'streamsink calibrate' (default: the model folder's profile.json if it has one; 'none' for no profile); flags given explicitly win")
