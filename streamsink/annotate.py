@@ -15,6 +15,7 @@ rate video.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -156,6 +157,7 @@ class Outputs:
         self._ended = ended
         self._stack = ExitStack()
         self._open: dict[str, tuple[ExitStack, Any, Any, Any]] = {}
+        self._labels: dict[str, tuple[str, ...]] = {}
         self._stdout = None
 
     def __enter__(self) -> Outputs:
@@ -167,11 +169,6 @@ class Outputs:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
-
-    @property
-    def draws(self) -> bool:
-        """Whether any source wants pictures (a video or a window)."""
-        return any(target.video is not None or target.window for target in self.targets.values())
 
     def is_open(self, name: str) -> bool:
         return name in self._open
@@ -198,24 +195,35 @@ class Outputs:
             own.callback(window.close)
         return own, video, jsonl, window
 
-    def write(self, result: Result, summary: Summary, draw: Callable[[Result], Any]) -> bool:
-        """Write one result to its source's outputs; False when its window was closed (the user quit)."""
+    def wants_picture(self, name: str) -> bool:
+        """Whether source `name`'s outputs need the drawn frame (a video or a window)."""
+        target = self.targets[name]
+        return target.video is not None or target.window
+
+    def write(self, result: Result, summary: Summary) -> bool:
+        """Write one result (drawn in `result.image` when `wants_picture`) to its source's outputs;
+        False when its window was closed (the user quit).
+
+        The first JSONL line after a source's prompt changed carries a "prompt" key with the new classes.
+        """
         from streamsink.writers import frame_record
 
         name = result.frame.source
         if name not in self._open:
             self._open[name] = self._open_for(name, summary)
+            self._labels[name] = result.detections.labels
         _, video, jsonl, window = self._open[name]
         keep_going = True
-        if video is not None or window is not None:
-            image = result.image if result.image is not None else draw(result)
-            if video is not None:
-                video.write(result.frame, image)
-            if window is not None and not window.show(image):
-                keep_going = False
+        if video is not None:
+            video.write(result.frame, result.image)
+        if window is not None and not window.show(result.image):
+            keep_going = False
         if jsonl is not None:
+            changed = result.detections.labels != self._labels[name]
             jsonl.write(frame_record(result.frame, result.detections, result.states,
-                                     raw=result.raw if self._raw else None))
+                                     raw=result.raw if self._raw else None,
+                                     extra={"prompt": ",".join(result.detections.labels)} if changed else None))
+        self._labels[name] = result.detections.labels
         return keep_going
 
     def close_ended(self, summaries: Mapping[str, Summary]) -> None:
@@ -258,11 +266,11 @@ def annotate(
             fps = meters[name].tick()
             latency_ms = (time.monotonic() - result.frame.captured_at) * 1000 if live and result.frame.captured_at else None
 
-            def draw(r: Result, fps: float = fps, latency_ms: float | None = latency_ms) -> Any:
-                return renderer.draw(r.frame.image, r.detections, r.states, fps=fps if live else None,
-                                     dropped=r.frame.dropped if live else None, latency_ms=latency_ms)
-
-            keep_going = outputs.write(result, summaries[name], draw)
+            if result.image is None and outputs.wants_picture(name):
+                image = renderer.draw(result.frame.image, result.detections, result.states, fps=fps if live else None,
+                                      dropped=result.frame.dropped if live else None, latency_ms=latency_ms)
+                result = dataclasses.replace(result, image=image)
+            keep_going = outputs.write(result, summaries[name])
             outputs.close_ended(summaries)
             if on_result is not None and on_result(result, fps, latency_ms) is False:
                 keep_going = False

@@ -18,7 +18,7 @@ from streamsink.detector.prompt import parse_classes
 from streamsink.engine import iterate
 from streamsink.multiplex import Multiplexer, prompts_per_source
 from streamsink.settings import DEFAULT_MODEL, RunSettings, settings_from
-from streamsink.stages import RoutedDetect
+from streamsink.stages import LivePrompts, RoutedDetect
 from streamsink.types import Frame, Result
 
 __all__ = ["DEFAULT_MODEL", "Result", "RunSettings", "detect_sources", "load_detector", "run", "smoothers_for"]
@@ -62,6 +62,25 @@ def smoothers_for(prompts: Mapping[str, tuple[str, ...]], settings: RunSettings)
     return {name: TemporalSmoother(classes, **options) for name, classes in prompts.items()}
 
 
+class _SmootherOfFrame:
+    """The engine's `smoother_for`: each source's smoother, started afresh when its prompt changed.
+
+    A frame's raw detections name the classes it was detected with, so the
+    switch happens at the first frame of the new prompt, not when the change
+    was asked for (frames in flight keep the old smoother).
+    """
+
+    def __init__(self, smoothers: dict[str, Any], settings: RunSettings) -> None:
+        self._smoothers = smoothers
+        self._settings = settings
+
+    def __call__(self, frame: Frame, raw: Any) -> Any:
+        smoother = self._smoothers[frame.source]
+        if raw.labels and tuple(smoother.labels) != raw.labels:
+            smoother = self._smoothers[frame.source] = smoothers_for({frame.source: raw.labels}, self._settings)[frame.source]
+        return smoother
+
+
 def detection_floor(settings: RunSettings) -> float:
     """The score the detector keeps boxes from: the threshold, or with smoothing the lowest score the
     temporal stage takes as evidence (`margin` under the threshold), so weak frames can confirm an object."""
@@ -75,7 +94,7 @@ def detection_floor(settings: RunSettings) -> float:
 
 def detect_sources(
     frames: Iterable[Frame],
-    prompts: Mapping[str, tuple[str, ...]],
+    prompts: Mapping[str, tuple[str, ...]] | LivePrompts,
     settings: RunSettings,
     *,
     detector: Any | None = None,
@@ -86,17 +105,19 @@ def detect_sources(
     frames: an opened `Source` or a `Multiplexer` (anything whose frames are
         named by `Frame.source`, each name a key of `prompts`); it is closed
         when the iteration ends or stops early.
+    prompts: each source's classes; a `LivePrompts` can change them while the
+        run goes on (from the next batch; that source's smoother restarts).
     detector: an already loaded `SinkDetector`; otherwise `settings` load one.
     render: `iterate`'s: drawing in the engine's finish stage.
     """
     if detector is None:
         detector = load_detector(settings)
-    smoothers = smoothers_for(prompts, settings)
+    smoothers = smoothers_for(dict(prompts.items()), settings)
     yield from iterate(
         frames,
         RoutedDetect(detector, prompts, detection_floor(settings)),
         batch_size=settings.batch_size,
-        smoother_for=(lambda frame: smoothers[frame.source]) if smoothers else None,
+        smoother_for=_SmootherOfFrame(smoothers, settings) if smoothers else None,
         max_latency=settings.max_latency,
         threads=settings.threads,
         render=render,

@@ -66,7 +66,7 @@ def iterate(
     render: Callable[[Result], np.ndarray] | None = None,
     threads: int | None = None,
     in_flight: int = 2,
-    smoother_for: Callable[[Frame], Any] | None = None,
+    smoother_for: Callable[[Frame, Detections], Any] | None = None,
 ) -> Iterator[Result]:
     """Run `detect` on batches of `frames` in pipelined stages and yield one `Result` per frame, in order.
 
@@ -74,8 +74,9 @@ def iterate(
         also has `prepare`, `infer` and `finish` (see `DetectStages`) these
         run in separate stages, `in_flight` batches deep between infer and finish.
     smoother: anything with `update(Detections) -> Detections` and `states`.
-    smoother_for: instead of `smoother`, the smoother of each frame (one per
-        source when frames of several sources are mixed, see multiplex).
+    smoother_for: instead of `smoother`, `smoother_for(frame, raw)` is the smoother of each
+        frame (one per source when frames of several sources are mixed, see multiplex; a new
+        one when the source's prompt changed, which `raw.labels` shows).
     live: batch dynamically (full or `max_latency` s old); default: `frames.is_live`.
     render: `render(result) -> image`, run in the finish stage so drawing
         overlaps the caller's encoding; its image is `Result.image`.
@@ -135,7 +136,7 @@ def iterate(
             if len(found) != len(batch):
                 raise RuntimeError(f"detector returned {len(found)} results for {len(batch)} frames")
             for frame, raw in zip(batch, found):
-                frame_smoother = smoother_for(frame) if smoother_for is not None else smoother
+                frame_smoother = smoother_for(frame, raw) if smoother_for is not None else smoother
                 if frame_smoother is not None:
                     shown = frame_smoother.update(raw)
                     states = dict(frame_smoother.states)

@@ -10,8 +10,9 @@ Batching lives here too: files in fixed batches, live frames by latency.
 from __future__ import annotations
 
 import queue
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from streamsink.channels import END, Channel, Failure
@@ -115,20 +116,72 @@ def make_detect(detector: Any, classes: tuple[str, ...], threshold: float) -> De
     return DetectStages(detector, classes, threshold)
 
 
+class LivePrompts:
+    """Each source's classes, changeable while the run goes on (the web page's prompt box).
+
+    The detect stages read a source's classes when they prepare a batch, so a
+    change takes effect from the next batch on; frames already in flight keep
+    the classes they were detected with (their `Detections.labels` say which),
+    which is how the temporal stage knows to restart. `check(classes)`, when
+    given, refuses a prompt the detector cannot take (too long) before it is
+    applied, so a bad request never reaches the forward pass (settable: the CLI
+    opens the page before the model has loaded).
+    """
+
+    def __init__(self, prompts: Mapping[str, tuple[str, ...]], check: Any = None) -> None:
+        self._prompts = dict(prompts)
+        self.check = check
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._prompts[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._prompts
+
+    def names(self) -> list[str]:
+        return list(self._prompts)
+
+    def items(self) -> list[tuple[str, tuple[str, ...]]]:
+        with self._lock:
+            return list(self._prompts.items())
+
+    def change(self, name: str, prompt: str | Sequence[str]) -> tuple[str, ...]:
+        """Give source `name` a new prompt; its classes. KeyError for an unknown source, PromptError for a bad prompt."""
+        from streamsink.detector.prompt import parse_classes
+
+        if name not in self._prompts:
+            raise KeyError(name)
+        classes = parse_classes(prompt)
+        if self.check is not None:
+            self.check(classes)
+        with self._lock:
+            self._prompts[name] = classes
+        return classes
+
+
 class RoutedDetect:
     """The engine's detect stages for frames of several sources, each source with its own prompt.
 
     A batch may hold frames of any sources; it is split by prompt and each
     part is its own forward pass (a pass takes one prompt), so sources that
     share a prompt share passes. Results come back in the batch's order.
+    `prompts` may be `LivePrompts`: a changed prompt is read at the next batch.
     """
 
-    def __init__(self, detector: Any, prompts: Mapping[str, tuple[str, ...]], threshold: float) -> None:
-        self._prompts = dict(prompts)
-        self._stages = {classes: DetectStages(detector, classes, threshold) for classes in dict.fromkeys(prompts.values())}
-        first = next(iter(self._stages.values()))
+    def __init__(self, detector: Any, prompts: Mapping[str, tuple[str, ...]] | LivePrompts, threshold: float) -> None:
+        self._prompts = prompts if isinstance(prompts, LivePrompts) else dict(prompts)
+        self._detector, self._threshold = detector, threshold
+        self._stages: dict[tuple[str, ...], DetectStages] = {}
+        first = self._stages_for(next(iter(dict(self._prompts.items()).values())))
         self.device = first.device
         self.heavy = first.heavy
+
+    def _stages_for(self, classes: tuple[str, ...]) -> DetectStages:
+        stages = self._stages.get(classes)
+        if stages is None:
+            stages = self._stages[classes] = DetectStages(self._detector, classes, self._threshold)
+        return stages
 
     def _split(self, batch: list[Frame]) -> dict[tuple[str, ...], list[int]]:
         groups: dict[tuple[str, ...], list[int]] = {}
@@ -139,7 +192,7 @@ class RoutedDetect:
     def prepare(self, batch: list[Frame]) -> tuple[int, list]:
         parts = []
         for classes, indices in self._split(batch).items():
-            stages = self._stages[classes]
+            stages = self._stages_for(classes)
             parts.append((stages, indices, stages.prepare([batch[i] for i in indices])))
         return len(batch), parts
 

@@ -205,7 +205,7 @@ def test_batched_sources_give_the_detections_of_separate_runs(tmp_path, tiny_che
             batch_sources.append({f.source for f in batch})
             return super().prepare(batch)
 
-    for result in iterate(mux, Spy(detector, prompts, 0.05), batch_size=4, smoother_for=lambda f: smoothers[f.source]):
+    for result in iterate(mux, Spy(detector, prompts, 0.05), batch_size=4, smoother_for=lambda f, raw: smoothers[f.source]):
         together[result.frame.source].append(result)
     assert any(len(sources) > 1 for sources in batch_sources), "frames of several sources shared a batch"
     found = 0

@@ -14,8 +14,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,12 @@ def _prompts(args: argparse.Namespace, names: Sequence[str]) -> dict[str, tuple[
 
 def _annotate(settings: RunSettings, frames, prompts: Mapping[str, tuple[str, ...]], targets: Mapping[str, Any],
               display, *, source_of: Callable[[str], Any], ended: Callable[[str], int | None] | None = None,
-              live: bool = False, raw: bool = False, detector: Any = None, summaries: dict | None = None) -> dict:
-    """Detect, draw, write and count every source's frames; the summaries, one per source."""
+              live: bool = False, raw: bool = False, detector: Any = None, summaries: dict | None = None,
+              board: Any = None) -> dict:
+    """Detect, draw, write and count every source's frames; the summaries, one per source.
+
+    board: the live page's `LiveBoard`; its prompts are the run's (changeable while it goes on).
+    """
     from streamsink.annotate import Outputs, Summary, annotate, engine_render
     from streamsink.api import detect_sources
     from streamsink.render import Renderer
@@ -104,8 +108,13 @@ def _annotate(settings: RunSettings, frames, prompts: Mapping[str, tuple[str, ..
         # Recorded footage is drawn in the engine's finish stage, overlapping encoding here;
         # live frames are drawn in the loop, where their fps and latency are known.
         render = engine_render(renderer) if not live and any(t.video is not None for t in targets.values()) else None
+        on_result = display.on_result
+        if board is not None:
+            prompts = board.prompts
+            on_result = lambda result, fps, latency: board.on_result(result, fps, latency) and display.on_result(  # noqa: E731
+                result, fps, latency)
         results = detect_sources(frames, prompts, settings, detector=detector, render=render)
-        annotate(results, outputs, summaries, live=live, renderer=renderer, on_result=display.on_result,
+        annotate(results, outputs, summaries, live=live, renderer=renderer, on_result=on_result,
                  should_stop=lambda: stop.requested)
     return summaries
 
@@ -260,27 +269,90 @@ def _call_archive(process_archive, *args, **kwargs):
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from streamsink.annotate import Target
+    from streamsink.multiplex import RUNNING, SourceState
     from streamsink.sources import open_source
     from streamsink.writers import Window
 
     settings = _check(args)
     console = stderr_console()
     windows = not args.headless and Window.available()
+    address = _serve_address(args, windows)
     if len(args.sources) > 1:
-        return _watch_many(args, settings, console, windows)
-    with open_source(args.sources[0], buffer=settings.buffer, retries=settings.retries) as source:
+        return _watch_many(args, settings, console, windows, address)
+    with open_source(args.sources[0], buffer=settings.buffer, retries=settings.retries) as source, ExitStack() as page:
         classes = _prompts(args, [source.name])[source.name]
+        state = SourceState(source.name, args.sources[0], source.is_live, RUNNING, source=source)
+        board = page.enter_context(_live_view(address, args.token, {source.name: classes}, lambda: [state], console))
         detector = _load(settings, console)
+        _check_prompts_with(board, detector)
         target = Target(Path(args.output) if args.output else None, args.jsonl, windows)
         display = NoDisplay() if windows else LiveStatus(console, source_of=lambda _: source)
         summaries = _annotate(settings, source, {source.name: classes}, {source.name: target}, display,
-                              source_of=lambda _: source, live=True, raw=args.raw, detector=detector)
+                              source_of=lambda _: source, live=True, raw=args.raw, detector=detector, board=board)
     summary = summaries[source.name]
     print_summary(console, summary)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
-def _watch_many(args: argparse.Namespace, settings: RunSettings, console, windows: bool) -> int:
+_AUTO_SERVE = "auto"  # the desktop case: the default address, or any free port when it is taken
+
+
+def _serve_address(args: argparse.Namespace, windows: bool) -> tuple[str, int] | str | None:
+    """Where `watch` serves its page: --serve's address (checked: off loopback needs --token), the
+    desktop case's automatic one (a display but an OpenCV without a GUI), or None."""
+    from streamsink.serve import is_loopback, parse_address
+    from streamsink.writers import Window
+
+    if args.serve is None:
+        if args.token is not None:
+            raise UsageError("--token goes with --serve")
+        if not args.headless and not windows and Window.has_display():
+            return _AUTO_SERVE
+        return None
+    try:
+        host, port = parse_address(args.serve)
+    except ValueError as error:
+        raise UsageError(f"{error} (sources go before --serve)") from None
+    if not is_loopback(host) and not args.token:
+        raise UsageError(f"--serve {args.serve} can be reached from other machines; give --token TOKEN, which every "
+                         "request must then carry")
+    return host, port
+
+
+@contextmanager
+def _live_view(address: tuple[str, int] | str | None, token: str | None, prompts: Mapping[str, tuple[str, ...]],
+               states: Callable[[], Any], console) -> Iterator[Any]:
+    """The live page for a `watch` run, served while the block runs; yields its board (None without a page)."""
+    if address is None:
+        yield None
+        return
+    from streamsink.serve import DEFAULT_HOST, DEFAULT_PORT, LiveBoard, ServeError, WebServer
+    from streamsink.stages import LivePrompts
+
+    board = LiveBoard(LivePrompts(prompts), states)
+    if address == _AUTO_SERVE:
+        console.print("this OpenCV has no GUI (opencv-python-headless), so there is no window: serving the live "
+                      "view instead (--headless for neither)", markup=False)
+        try:
+            server = WebServer(board, DEFAULT_HOST, DEFAULT_PORT).start()
+        except ServeError:
+            server = WebServer(board, DEFAULT_HOST, 0).start()  # 8080 is taken: any free port
+    else:
+        server = WebServer(board, *address, token=token).start()
+    console.print(f"live view: {server.url}" + ("  (add ?token=TOKEN)" if token else ""), markup=False)
+    try:
+        yield board
+    finally:
+        server.stop()
+
+
+def _check_prompts_with(board: Any, detector: Any) -> None:
+    """Prompts typed into the page are checked as the detector will take them (length) before they apply."""
+    if board is not None:
+        board.prompts.check = getattr(detector, "layout", None)
+
+
+def _watch_many(args: argparse.Namespace, settings: RunSettings, console, windows: bool, address: Any) -> int:
     """`watch` over several sources: one detector, a status row (or window) per source.
 
     Sources open in the background, so one that is down at the start is
@@ -295,11 +367,12 @@ def _watch_many(args: argparse.Namespace, settings: RunSettings, console, window
     summaries = {name: Summary(prompts[name]) for name in mux.names}
     display = NoDisplay() if windows else LiveStatus(console, source_of=lambda name: mux.states[name],
                                                      states=lambda: list(mux.states.values()), on_quit=mux.close)
-    with mux:
+    with mux, _live_view(address, args.token, prompts, lambda: list(mux.states.values()), console) as board:
         detector = _load(settings, console)
+        _check_prompts_with(board, detector)
         _annotate(settings, mux, prompts, _targets(mux.names, videos, jsonls, windows), display,
                   source_of=lambda name: mux.states[name].source, ended=_ended(mux), live=True, raw=args.raw,
-                  detector=detector, summaries=summaries)
+                  detector=detector, summaries=summaries, board=board)
     return finish_many(console, mux, summaries)
 
 

@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(watch)
     watch.add_argument("-o", "--output", help="also record the annotated video here; with several sources a folder that gets <name>.mp4 for each")
     watch.add_argument("--jsonl", help="also write per-frame JSONL here, or - for stdout; with several sources - or a folder")
-    watch.add_argument("--headless", action="store_true", help="no window even if a display exists")
+    watch.add_argument("--headless", action="store_true", help="no window even if a display exists (and no page unless --serve)")
+    watch.add_argument("--serve", nargs="?", const="8080", metavar="[HOST:]PORT", help="serve the live view as a web page (bare: 127.0.0.1:8080); an address off loopback needs --token")
+    watch.add_argument("--token", help="--serve: every request must carry it (?token= or Authorization: Bearer); required off loopback")
     watch.add_argument("--buffer", type=int, default=2, help="live frames buffered before the oldest is dropped (default 2)")
     watch.add_argument("--retries", type=int, default=5, help="network streams: reconnect attempts in a row before giving up (default 5)")
     watch.add_argument("--max-latency", type=float, default=0.0, metavar="MS", help="wait up to MS for a batch of live frames to fill (default 0: take what is waiting)")
@@ -146,6 +148,8 @@ OUTPUT_OPTIONS = {
     "output": "the caller writes / process_archive(outdir)",
     "jsonl": "streamsink.frame_record / OUTDIR/<name>.jsonl",
     "headless": "streamsink.Window, or not",
+    "serve": "streamsink.serve.WebServer(LiveBoard(...), host, port)",
+    "token": "streamsink.serve.WebServer(token=)",
     "ray": "process_archive(address=)",
     "workers": "process_archive(workers=)",
     "overwrite": "process_archive(overwrite=)",

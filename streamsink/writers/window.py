@@ -24,11 +24,20 @@ class Window:
 
     @staticmethod
     def available() -> bool:
-        """True when a window can be shown; never raises."""
+        """True when a window can be shown: a display and an OpenCV with a GUI; never raises."""
+        return Window.has_display() and Window.has_gui()
+
+    @staticmethod
+    def has_display() -> bool:
+        """Whether there is a screen to show a window on (X11 or Wayland on Linux and the BSDs; always elsewhere)."""
+        if sys.platform.startswith("linux") or "bsd" in sys.platform:
+            return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        return True
+
+    @staticmethod
+    def has_gui() -> bool:
+        """Whether this OpenCV was built with a GUI backend (opencv-python-headless is not); never raises."""
         try:
-            if sys.platform.startswith("linux") or "bsd" in sys.platform:
-                if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-                    return False
             import cv2
 
             framework = getattr(cv2, "currentUIFramework", None)
