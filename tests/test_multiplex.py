@@ -408,3 +408,35 @@ def test_headless_status_shows_sources_without_frames_and_quits_without_them():
     text = out.getvalue()
     assert "gate  connecting" in text and "yard  failed: yard: connection refused" in text
     assert quits == [True], "a quit with no frames arriving still ends the run, once"
+
+
+def test_a_prompt_changed_mid_run_applies_from_the_next_batch_encoded_once(tmp_path, tiny_checkpoint):
+    """LivePrompts (what the web page changes): later frames use the new classes, the text side is encoded
+    once for them, and the source's smoother starts afresh; the other source is untouched."""
+    from streamsink.api import detect_sources
+    from streamsink.detector import SinkDetector
+    from streamsink.stages import LivePrompts
+
+    detector = SinkDetector.from_pretrained(tiny_checkpoint, sinks=4, device="cpu")
+    clips = [make_clip(tmp_path / "a.mp4", frames=30), make_clip(tmp_path / "b.mp4", frames=30)]
+    prompts = LivePrompts({"a": ("dog",), "b": ("cat",)}, check=detector.layout)
+    mux = Multiplexer([str(c) for c in clips])
+    settings = RunSettings(model=str(tiny_checkpoint), batch_size=2, threshold=0.05)
+    seen = defaultdict(list)
+    encodings = None
+    for result in detect_sources(mux, prompts, settings, detector=detector):
+        seen[result.frame.source].append(result)
+        if result.frame.source == "a" and result.index == 5:
+            encodings = detector.text_encodings
+            assert prompts.change("a", "car, bus") == ("car", "bus")
+    labels = [r.detections.labels for r in seen["a"]]
+    switch = labels.index(("car", "bus"))
+    assert 5 < switch <= 5 + 2 * 4, "frames already in flight keep the old prompt; the next batches take the new"
+    assert labels[:switch] == [("dog",)] * switch and labels[switch:] == [("car", "bus")] * (30 - switch)
+    assert all(set(r.states) == {"car", "bus"} for r in seen["a"][switch:])
+    assert detector.text_encodings == encodings + 1, "the new prompt is encoded once, not per frame"
+    assert [r.detections.labels for r in seen["b"]] == [("cat",)] * 30
+    with pytest.raises(Exception, match="names no class"):
+        prompts.change("a", " , ")
+    with pytest.raises(KeyError):
+        prompts.change("nope", "dog")

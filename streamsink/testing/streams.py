@@ -99,3 +99,80 @@ class LiveStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class WatchRun:
+    """`streamsink watch ... --serve` in a child process, for tests and benchmarks of the live page.
+
+    Starts the command, waits for its "live view: URL" line, and on leaving the
+    `with` asks it to stop as Ctrl-C does and waits for it. `get(path)` reads
+    the page's API; `exit_code` and `stderr` are there once it has stopped.
+    """
+
+    def __init__(self, args: Sequence[str], *, log: str, startup: float = 180.0, env: dict | None = None) -> None:
+        self.args = [str(a) for a in args]
+        self.log = log
+        self.startup = startup
+        self.env = env
+        self.url = ""
+        self.exit_code: int | None = None
+        self._process = None
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def __enter__(self) -> WatchRun:
+        import re
+        import subprocess
+        import sys
+
+        with open(self.log, "w") as err:
+            self._process = subprocess.Popen([sys.executable, "-m", "streamsink", "watch", *self.args],
+                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                             env=self.env)
+        deadline = time.monotonic() + self.startup
+        while time.monotonic() < deadline:
+            found = re.search(r"live view: (http://\S+)", self.stderr)
+            if found and "detector:" in self.stderr:
+                self.url = found.group(1)
+                return self
+            if self._process.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError(f"watch did not start serving: {self.stderr[-2000:]}")
+
+    @property
+    def stderr(self) -> str:
+        with open(self.log) as err:
+            return err.read()
+
+    def get(self, path: str, timeout: float = 10.0) -> bytes:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=timeout) as response:
+            return response.read()
+
+    def state(self) -> dict:
+        import json
+
+        return json.loads(self.get("/api/state"))
+
+    def stop(self, timeout: float = 60.0) -> int:
+        import signal
+        import subprocess
+
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self.exit_code = self._process.returncode
+        return self.exit_code
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self.stop()
