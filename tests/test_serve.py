@@ -25,6 +25,7 @@ from streamsink.types import Detections, Frame, Result
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = ROOT / "samples" / "models" / "shapes-gdino"
 DEMO_CLIP = ROOT / "samples" / "clips" / "shapes_demo.mp4"
+PROMPT = "circle,square,triangle,star,dog"
 
 
 def fake_result(index: int, present: tuple[str, ...] = ("dog",), labels: tuple[str, ...] = ("dog", "cat"),
@@ -346,11 +347,11 @@ def test_page_in_a_real_browser(tmp_path):
     with av.open(str(DEMO_CLIP)) as container:
         frames = [frame.to_ndarray(format="rgb24") for _, frame in zip(range(150), container.decode(video=0))]
     options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
         options.add_argument(flag)
     options.binary_location = browser
     with LiveStream(frames, 25) as stream:
-        with WatchRun([stream.url, "-p", "circle,square,triangle,star,dog", "-m", DEMO_MODEL, "--headless",
+        with WatchRun([stream.url, "-p", PROMPT, "-m", DEMO_MODEL, "--headless",
                        "--serve", "127.0.0.1:0"], log=str(tmp_path / "watch.log")) as run:
             page = webdriver.Chrome(service=Service(driver_path), options=options)
             try:
@@ -361,13 +362,17 @@ def test_page_in_a_real_browser(tmp_path):
                 _wait(lambda: img.get_attribute("data-frame") != shown)
                 assert img.get_property("naturalWidth") == 320, "the annotated frame is shown"
 
-                chips = lambda: [c.text for c in page.find_elements(By.CSS_SELECTOR, ".card .state")]  # noqa: E731
+                def texts(selector: str) -> list[str]:  # in one call: the page redraws these twice a second
+                    return page.execute_script(f"return [...document.querySelectorAll('{selector}')]"
+                                               ".map((e) => e.textContent)")
+
+                chips = lambda: texts(".card .state")  # noqa: E731
                 _wait(lambda: len(chips()) == 5)
                 assert all(text.endswith((": present", ": not here")) for text in chips())
-                assert len(page.find_elements(By.CSS_SELECTOR, ".timeline .row")) == 5
-                _wait(lambda: page.find_elements(By.CSS_SELECTOR, ".timeline .stretch"), timeout=60)
+                assert [label for label in texts(".timeline .row .label")] == PROMPT.split(",")
+                _wait(lambda: texts(".timeline .stretch"), timeout=60)
                 if os.environ.get("STREAMSINK_SCREENSHOT"):
-                    time.sleep(5)
+                    time.sleep(40)  # some timeline to show
                     page.save_screenshot(os.environ["STREAMSINK_SCREENSHOT"])
 
                 box = page.find_element(By.CSS_SELECTOR, ".prompt-input")

@@ -86,6 +86,7 @@ class WebServer:
         self._runner: Any = None
         self._thread: threading.Thread | None = None
         self._closing: asyncio.Event | None = None
+        self._new_frame: dict[str, asyncio.Event] = {}  # set (and replaced) when a source's next frame arrives
         self._encoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="streamsink-serve-jpeg")
         self._page = _page()
 
@@ -136,6 +137,7 @@ class WebServer:
         app.router.add_get("/api/stream/{source}.mjpg", self._stream)
         app.router.add_post("/api/prompt", self._prompt)
         self._closing = asyncio.Event()
+        self.board.on_publish = self._notify
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
@@ -147,6 +149,7 @@ class WebServer:
         loop, self._loop = self._loop, None
         if loop is None:
             return
+        self.board.on_publish = None
         loop.call_soon_threadsafe(self._closing.set)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
@@ -203,16 +206,43 @@ class WebServer:
     async def _frame(self, name: str) -> tuple[int, int, bytes] | None:
         return await asyncio.get_running_loop().run_in_executor(self._encoder, self.board.jpeg, name, self.max_width)
 
+    def _notify(self, name: str) -> None:
+        """From the run's thread: tell the loop that `name` has a new frame (never raises into the run)."""
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._wake, name)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    def _wake(self, name: str) -> None:
+        """In the loop: a new frame of `name` wakes everyone waiting for one."""
+        event = self._new_frame.pop(name, None)
+        if event is not None:
+            event.set()
+
+    async def _newer_than(self, name: str, seq: int, timeout: float) -> bool:
+        """Wait until `name` has a frame newer than `seq` (True), or `timeout` s or closing (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.board.seq(name) <= seq:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._closing.is_set():
+                return False
+            event = self._new_frame.setdefault(name, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), min(remaining, 0.5))  # 0.5: notice closing
+            except asyncio.TimeoutError:
+                pass
+        return True
+
     async def _snapshot(self, request: Any) -> Any:
         from aiohttp import web
 
         name = self._source(request)
         after = request.query.get("after", "")
         if after.isdigit():  # wait for a frame newer than the one the page has; the page paces itself by this
-            waited = 0.0
-            while self.board.seq(name) <= int(after) and waited < SNAPSHOT_WAIT and not self._closing.is_set():
-                await asyncio.sleep(0.01)
-                waited += 0.01
+            await self._newer_than(name, int(after), SNAPSHOT_WAIT)
         frame = await self._frame(name)
         if frame is None:
             return web.json_response({"error": f"{name} has no frame yet"}, status=503)
@@ -231,15 +261,16 @@ class WebServer:
             await response.prepare(request)
             sent = 0
             while not self._closing.is_set():
-                if self.board.seq(name) > sent:
-                    frame = await self._frame(name)
-                    if frame is not None:
-                        sent, _, data = frame
-                        head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-                        await response.write(head + data + b"\r\n")  # waits while this viewer's socket is full
+                if not await self._newer_than(name, sent, SNAPSHOT_WAIT):
+                    continue
+                frame = await self._frame(name)
+                if frame is not None:
+                    sent, _, data = frame
+                    head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                    await response.write(head + data + b"\r\n")  # waits while this viewer's socket is full
                 await asyncio.sleep(self.stream_period)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the viewer went away
         finally:
             self.streams -= 1
         return response

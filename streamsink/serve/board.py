@@ -40,6 +40,7 @@ class _SourceBoard:
     name: str
     classes: tuple[str, ...]
     newest: _Newest | None = None
+    started: float | None = None  # wall-clock time of the first frame
     # label -> [start, end] wall-clock seconds of each stretch the class was present; end None while it lasts.
     timeline: dict[str, list[list[float | None]]] = field(default_factory=dict)
     changes: deque = field(default_factory=lambda: deque(maxlen=RECENT_CHANGES))
@@ -65,6 +66,7 @@ class LiveBoard:
         self._encode_lock = threading.Lock()
         self._changes = StateChanges()
         self._sources = {name: _SourceBoard(name, classes) for name, classes in prompts.items()}
+        self.on_publish: Callable[[str], None] | None = None  # the server's wake-up for viewers waiting on a frame
 
     @property
     def names(self) -> list[str]:
@@ -95,8 +97,13 @@ class LiveBoard:
                     stretches[-1][1] = now
                 while stretches and stretches[0][1] is not None and stretches[0][1] < now - self._history:
                     stretches.pop(0)
+            if board.started is None:
+                board.started = now
             seq = board.newest.seq + 1 if board.newest is not None else 1
             board.newest = _Newest(seq, result, fps, latency_ms)
+        on_publish = self.on_publish
+        if on_publish is not None:
+            on_publish(board.name)
 
     def _restart(self, board: _SourceBoard, labels: tuple[str, ...], now: float) -> None:
         """A new prompt reached this source: its timeline starts over with the new classes."""
@@ -139,6 +146,7 @@ class LiveBoard:
             "dropped": int(result.frame.dropped) if result else 0,
             "reconnects": int(getattr(source, "reconnects", 0)),
             "frame": int(result.index) if result else None,
+            "started": round(board.started, 3) if board.started is not None else None,
             "pts": round(float(result.pts), 3) if result else None,
             "detections": result.detections.to_records() if result else [],
             "timeline": {label: [[round(start, 3), None if end is None else round(end, 3)] for start, end in stretches]
