@@ -20,6 +20,7 @@ import bench_memory  # noqa: E402
 import bench_multistream  # noqa: E402
 import bench_openvino  # noqa: E402
 import bench_overhead  # noqa: E402
+import bench_serve  # noqa: E402
 import bench_sinks  # noqa: E402
 import bench_smoother  # noqa: E402
 
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_multistream.main(["--kind", "bench-tiny", *device])
     bench_archive.main([])
     bench_smoother.main([])
+    bench_serve.main(["--backend", "torch" if not cuda else "auto"])
     if args.quick:
         return
     if not cuda:
