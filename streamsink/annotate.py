@@ -200,11 +200,12 @@ class Outputs:
         target = self.targets[name]
         return target.video is not None or target.window
 
-    def write(self, result: Result, summary: Summary) -> bool:
+    def write(self, result: Result, summary: Summary, *, live: bool = False) -> bool:
         """Write one result (drawn in `result.image` when `wants_picture`) to its source's outputs;
         False when its window was closed (the user quit).
 
-        The first JSONL line after a source's prompt changed carries a "prompt" key with the new classes.
+        The first JSONL line after a source's prompt changed carries a "prompt" key with the new classes;
+        a live frame's line carries "latency_ms", from its capture to the moment the line is written.
         """
         from streamsink.writers import frame_record
 
@@ -219,10 +220,13 @@ class Outputs:
         if window is not None and not window.show(result.image):
             keep_going = False
         if jsonl is not None:
-            changed = result.detections.labels != self._labels[name]
+            extra: dict[str, Any] = {}
+            if result.detections.labels != self._labels[name]:
+                extra["prompt"] = ",".join(result.detections.labels)
+            if live and result.frame.captured_at:
+                extra["latency_ms"] = round((time.monotonic() - result.frame.captured_at) * 1000, 1)
             jsonl.write(frame_record(result.frame, result.detections, result.states,
-                                     raw=result.raw if self._raw else None,
-                                     extra={"prompt": ",".join(result.detections.labels)} if changed else None))
+                                     raw=result.raw if self._raw else None, extra=extra))
         self._labels[name] = result.detections.labels
         return keep_going
 
@@ -270,7 +274,7 @@ def annotate(
                 image = renderer.draw(result.frame.image, result.detections, result.states, fps=fps if live else None,
                                       dropped=result.frame.dropped if live else None, latency_ms=latency_ms)
                 result = dataclasses.replace(result, image=image)
-            keep_going = outputs.write(result, summaries[name])
+            keep_going = outputs.write(result, summaries[name], live=live)
             outputs.close_ended(summaries)
             if on_result is not None and on_result(result, fps, latency_ms) is False:
                 keep_going = False

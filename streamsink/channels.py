@@ -125,3 +125,83 @@ class ReadAhead:
         self._channel.clear()
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+class NewestFrames:
+    """Live frames waiting for the detector: the newest `keep` of each live source, everything else in order.
+
+    The engine's inbox for live runs. A frame that sat in a queue while the
+    detector was busy is a frame shown late; so when a live source has `keep`
+    frames waiting, a newer one pushes out the oldest, which is dropped. Drops are
+    counted per source and added to `Frame.dropped` of the frames that follow,
+    so the source's own drops and these are one count from source to JSONL.
+    Frames that must not be dropped (`droppable(frame)` False: a file in a
+    live run), END and Failure wait in order, at most `size` of them.
+    """
+
+    def __init__(self, stop: threading.Event, droppable: Callable[[Any], bool] | None = None, size: int = 4,
+                 keep: int = 1) -> None:
+        from collections import deque
+
+        self._stop = stop
+        self._keep = max(1, keep)
+        self._droppable = droppable or (lambda frame: True)
+        self._size = max(1, size)
+        self._items: deque = deque()
+        self._kept = 0  # items waiting that are not droppable frames
+        self._dropped: dict[str, int] = {}
+        self._cond = threading.Condition()
+
+    def _is_live_frame(self, item: Any) -> bool:
+        return hasattr(item, "source") and hasattr(item, "dropped") and self._droppable(item)
+
+    def put(self, item: Any) -> bool:
+        """Hand over `item`; a live frame never waits. False once stopped."""
+        with self._cond:
+            if self._is_live_frame(item):
+                mine = [i for i, waiting in enumerate(self._items)
+                        if self._is_live_frame(waiting) and waiting.source == item.source]
+                if len(mine) >= self._keep:
+                    del self._items[mine[0]]
+                    self._dropped[item.source] = self._dropped.get(item.source, 0) + 1
+            else:
+                while self._kept >= self._size:
+                    if self._stop.is_set():
+                        return False
+                    self._cond.wait(0.05)
+                self._kept += 1
+            if self._stop.is_set():
+                return False
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next item; raises queue.Empty after `timeout`, Stopped once stopped."""
+        import dataclasses
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._stop.is_set():
+                if self._items:
+                    item = self._items.popleft()
+                    if not self._is_live_frame(item):
+                        self._kept -= 1
+                        self._cond.notify_all()
+                        return item
+                    dropped = self._dropped.get(item.source, 0)
+                    return dataclasses.replace(item, dropped=item.dropped + dropped) if dropped else item
+                wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+                if wait <= 0:
+                    raise queue.Empty
+                self._cond.wait(wait)
+        raise Stopped
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self.get()
+            if item is END:
+                return
+            if isinstance(item, Failure):
+                raise item.error
+            yield item

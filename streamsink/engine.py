@@ -12,11 +12,17 @@ instead of piling up frames:
 
 torch, OpenCV and PyAV release the GIL in their heavy work, so decoding,
 preprocessing of the next batch, the forward pass and encoding of the last
-one overlap. Files keep every frame, in order. Live sources drop their oldest
-frames in the source (never here; `Frame.dropped` reports it) and are batched
-dynamically: a batch leaves when full or when its first frame has waited
-`max_latency` seconds. Every stage is a plain function of the stage before,
-so the results are the same as running them one after another.
+one overlap. Files keep every frame, in order. Live frames are batched
+dynamically (a batch leaves when full or when its first frame has waited
+`max_latency` seconds) and kept fresh: the engine's inbox holds only the
+newest frame of each live source (`NewestFrames`; a frame replaced there is
+dropped, and `Frame.dropped` counts it with the source's own drops), and a
+batch is gathered only when fewer than `in_flight` batches are between the
+inbox and the caller, so frames wait as frames in the inbox, never in a queue
+behind the detector or behind a slow caller (drawing, encoding): latency
+stays about two batches whatever is enabled. Every stage is a plain function
+of the stage before, so the results are the same as running them one after
+another.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from streamsink.channels import END, Channel, Failure, Stopped
+from streamsink.channels import END, Channel, Failure, NewestFrames, Stopped
 from streamsink.settings import DEFAULT_MAX_LATENCY, check_int, check_max_latency
 from streamsink.stages import batches, live_batches, make_detect
 from streamsink.types import Detections, Frame, Result, raw_states
@@ -72,7 +78,8 @@ def iterate(
 
     detect: maps a batch of frames to one `Detections` per frame; when it
         also has `prepare`, `infer` and `finish` (see `DetectStages`) these
-        run in separate stages, `in_flight` batches deep between infer and finish.
+        run in separate stages, `in_flight` batches deep between infer and finish
+        (live: at most `in_flight` batches between the inbox and the caller).
     smoother: anything with `update(Detections) -> Detections` and `states`.
     smoother_for: instead of `smoother`, `smoother_for(frame, raw)` is the smoother of each
         frame (one per source when frames of several sources are mixed, see multiplex; a new
@@ -97,7 +104,15 @@ def iterate(
     finish = detect.finish if staged else _identity
 
     stop = threading.Event()
-    incoming = Channel(batch_size, stop)
+    # Live: the inbox keeps the newest frame per live source; `credits` are the batches that may be
+    # between it and the caller, one taken when a batch is gathered, given back when the caller has
+    # had its last frame.
+    if live:
+        incoming = NewestFrames(stop, getattr(frames, "is_live_frame", None), batch_size,
+                                keep=getattr(frames, "buffer", 1))
+    else:
+        incoming = Channel(batch_size, stop)
+    credits = threading.Semaphore(in_flight) if live else None
     prepared = Channel(1 if live else 2, stop)
     pending = Channel(in_flight, stop)
     results = Channel(queue_size, stop)
@@ -119,8 +134,14 @@ def iterate(
             if not incoming.put(frame):
                 return
 
+    def may_gather() -> bool:
+        while not stop.is_set():
+            if credits.acquire(timeout=0.05):
+                return True
+        return False
+
     def batch_and_prepare() -> None:
-        groups = live_batches(incoming, batch_size, max_latency) if live else batches(frames, batch_size)
+        groups = live_batches(incoming, batch_size, max_latency, may_gather) if live else batches(frames, batch_size)
         for batch in groups:
             if stop.is_set() or not prepared.put((batch, prepare(batch))):
                 return
@@ -135,7 +156,7 @@ def iterate(
             found = finish(item)
             if len(found) != len(batch):
                 raise RuntimeError(f"detector returned {len(found)} results for {len(batch)} frames")
-            for frame, raw in zip(batch, found):
+            for position, (frame, raw) in enumerate(zip(batch, found)):
                 frame_smoother = smoother_for(frame, raw) if smoother_for is not None else smoother
                 if frame_smoother is not None:
                     shown = frame_smoother.update(raw)
@@ -145,7 +166,7 @@ def iterate(
                 result = Result(frame, raw, shown, states)
                 if render is not None:
                     result = Result(frame, raw, shown, states, render(result))
-                if not results.put(result):
+                if not results.put((result, position == len(batch) - 1)):
                     return
 
     workers = [
@@ -159,7 +180,10 @@ def iterate(
     try:
         for worker in workers:
             worker.start()
-        yield from results
+        for result, last_of_batch in results:
+            yield result
+            if last_of_batch and credits is not None:
+                credits.release()  # the caller is done with this batch: the next may be gathered
     finally:
         stop.set()
         close = getattr(frames, "close", None)

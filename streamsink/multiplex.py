@@ -99,6 +99,7 @@ class Multiplexer:
         }
         self.is_live = any(state.live for state in self.states.values())
         self._open = opener or functools.partial(open_source, buffer=buffer, retries=retries, timeout=timeout)
+        self.buffer = buffer  # per live source, as each source's own
         self._max_open_files = max_open_files
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -113,6 +114,11 @@ class Multiplexer:
     @property
     def names(self) -> list[str]:
         return list(self.states)
+
+    def is_live_frame(self, frame: Frame) -> bool:
+        """Whether `frame` is a live source's, which the engine may drop for a newer one (a file's never)."""
+        state = self.states.get(frame.source)
+        return state is not None and state.live
 
     def __iter__(self) -> Iterator[Frame]:
         if self._iterated:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from streamsink.channels import END, Channel, Failure
@@ -31,13 +31,21 @@ def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         yield batch
 
 
-def live_batches(frames: Channel, size: int, max_latency: float) -> Iterator[list[Frame]]:
+def live_batches(frames: Any, size: int, max_latency: float,
+                 ready: Callable[[], bool] | None = None) -> Iterator[list[Frame]]:
     """Batches of live frames: one leaves when full or when its first frame is `max_latency` s old.
 
     Frames already waiting are taken at once, so a busy detector gets
     bigger batches and an idle one answers every frame by itself.
+    ready(): called before each batch is gathered, waits until the run can
+    take one more (False: stopped); so frames are taken as late as possible.
     """
-    for first in frames:
+    while ready is None or ready():
+        first = frames.get()
+        if first is END:
+            return
+        if isinstance(first, Failure):
+            raise first.error
         batch = [first]
         born = first.captured_at or time.monotonic()
         while len(batch) < size:

@@ -121,6 +121,7 @@ class LiveSource(Source):
     def __init__(self, spec: str, name: str, *, buffer: int = 2) -> None:
         super().__init__(spec, name)
         self._latest: LatestFrames[tuple] = LatestFrames(buffer)
+        self.buffer = buffer  # newest frames kept before the oldest is dropped; the engine's inbox keeps as many
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_index = 0
