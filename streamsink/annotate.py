@@ -84,6 +84,7 @@ class Summary:
         self.last_pts: float | None = None
         self.dropped = 0
         self.dropped_at_start = 0
+        self.lost = 0
         self.interrupted = False
         self.outputs: list[str] = []
         self.fps_of_source: float | None = None
@@ -94,10 +95,11 @@ class Summary:
 
     def add(self, result: Result) -> None:
         if self.first_pts is None:
-            # Live frames dropped while the model loaded are not the detector falling behind.
+            # Live frames dropped while the model loaded are not the detector falling behind; said apart.
             self.dropped_at_start = result.frame.dropped
             self.first_pts = result.pts
-        self.dropped = result.frame.dropped - self.dropped_at_start
+        self.dropped = result.frame.dropped  # the count the status line and the JSONL show
+        self.lost = result.frame.lost
         self.last_pts = result.pts
         self.presence.add(result.pts, result.states)
 

@@ -112,7 +112,11 @@ def iterate(
                                 keep=getattr(frames, "buffer", 1))
     else:
         incoming = Channel(batch_size, stop)
-    credits = threading.Semaphore(in_flight) if live else None
+    # On a CPU the forward pass is the frame: a batch of n makes its first frame wait n passes and buys
+    # little speed, and a second batch out only waits behind the first; so one frame, one batch out.
+    on_cpu = _device_type(detect) == "cpu"
+    live_batch = 1 if live and on_cpu else batch_size
+    credits = threading.Semaphore(1 if on_cpu else in_flight) if live else None
     prepared = Channel(1 if live else 2, stop)
     pending = Channel(in_flight, stop)
     results = Channel(queue_size, stop)
@@ -141,7 +145,7 @@ def iterate(
         return False
 
     def batch_and_prepare() -> None:
-        groups = live_batches(incoming, batch_size, max_latency, may_gather) if live else batches(frames, batch_size)
+        groups = live_batches(incoming, live_batch, max_latency, may_gather) if live else batches(frames, batch_size)
         for batch in groups:
             if stop.is_set() or not prepared.put((batch, prepare(batch))):
                 return
@@ -199,10 +203,15 @@ def iterate(
             torch.set_num_threads(previous_threads)
 
 
+def _device_type(detect: Any) -> str | None:
+    """"cpu", "cuda" ... of a detector's device; None when it does not say."""
+    device = getattr(detect, "device", None)
+    return None if device is None else getattr(device, "type", str(device))
+
+
 def _set_threads(detect: Any, threads: int | None) -> int | None:
     """Set torch's thread count for a CPU detector; returns the setting to restore, or None."""
-    device = getattr(detect, "device", None)
-    if threads == 0 or device is None or getattr(device, "type", str(device)) != "cpu":
+    if threads == 0 or _device_type(detect) != "cpu":
         return None
     if threads is not None and threads < 0:
         raise ValueError(f"threads must be >= 0, got {threads}")

@@ -69,8 +69,11 @@ class Frame:
     pts_ticks, time_base: the same time as an exact integer in the stream's
         time base, when the source has one; writers use it to keep timestamps
         bit-identical.
-    dropped: live sources only: frames dropped so far, before this one.
+    dropped: live sources only: frames dropped so far, before this one, to keep up (in the
+        source's buffer or the engine's inbox; one count from source to JSONL).
     captured_at: `time.monotonic()` when the frame was read, for latency.
+    lost: network streams only: frames missed so far while the stream was away (outages
+        between reconnects), estimated from each gap at the stream's rate; never in `dropped`.
     """
 
     image: np.ndarray
@@ -81,6 +84,7 @@ class Frame:
     time_base: Fraction | None = None
     dropped: int = 0
     captured_at: float = 0.0
+    lost: int = 0
 
     def __post_init__(self) -> None:
         image = self.image

@@ -227,6 +227,8 @@ class LiveStatus:
         if latency_ms is not None:
             line.append(f"  latency {latency_ms:4.0f} ms")
         line.append(f"  dropped {result.frame.dropped}")
+        if result.frame.lost:
+            line.append(f"  lost {result.frame.lost}")
         if getattr(source, "reconnects", 0):
             line.append(f"  reconnects {source.reconnects}")
         for label, state in result.states.items():
@@ -264,7 +266,10 @@ def print_summary(console, summary, indent: str = "") -> None:
     head = "interrupted" if summary.interrupted else "done"
     console.print(f"{indent}{head}: {summary.frames} frames in {elapsed:.1f} s ({summary.fps:.1f} fps)")
     if summary.dropped:
-        console.print(f"{indent}dropped {summary.dropped} live frames to keep up")
+        loading = f" ({summary.dropped_at_start} of them while the model loaded)" if summary.dropped_at_start else ""
+        console.print(f"{indent}dropped {summary.dropped} live frames to keep up{loading}")
+    if summary.lost:
+        console.print(f"{indent}lost ~{summary.lost} frames while the stream was away")
     if summary.frames:
         seconds = summary.seconds_present()
         for label, count in summary.presence.frames_present.items():

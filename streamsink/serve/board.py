@@ -144,6 +144,7 @@ class LiveBoard:
             "fps": round(newest.fps, 2) if newest else None,
             "latency_ms": round(newest.latency_ms, 1) if newest and newest.latency_ms is not None else None,
             "dropped": int(result.frame.dropped) if result else 0,
+            "lost": int(result.frame.lost) if result else 0,
             "reconnects": int(getattr(source, "reconnects", 0)),
             "frame": int(result.index) if result else None,
             "started": round(board.started, 3) if board.started is not None else None,

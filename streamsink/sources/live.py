@@ -121,6 +121,7 @@ class LiveSource(Source):
     def __init__(self, spec: str, name: str, *, buffer: int = 2) -> None:
         super().__init__(spec, name)
         self._latest: LatestFrames[tuple] = LatestFrames(buffer)
+        self.lost = 0  # frames missed during outages (streams that reconnect)
         self.buffer = buffer  # newest frames kept before the oldest is dropped; the engine's inbox keeps as many
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,15 +167,15 @@ class LiveSource(Source):
         index = self._next_index
         self._next_index += 1
         stamp = time.monotonic() if captured_at is None else captured_at
-        return self._latest.put((image, index, pts, pts_ticks, time_base, stamp))
+        return self._latest.put((image, index, pts, pts_ticks, time_base, stamp, self.lost))
 
     def _frames(self) -> Iterator[Frame]:
         while True:
             item = self._latest.get()
             if item is None:
                 return
-            image, index, pts, ticks, time_base, captured_at = item
-            yield Frame(image, index, pts, self.name, ticks, time_base, self._latest.dropped, captured_at)
+            image, index, pts, ticks, time_base, captured_at, lost = item
+            yield Frame(image, index, pts, self.name, ticks, time_base, self._latest.dropped, captured_at, lost)
 
     def _release(self) -> None:
         self._stop.set()
@@ -250,6 +251,7 @@ class _Timeline:
         self.offset = Fraction(0)
         self.last: Fraction | None = None
         self.last_at = 0.0
+        self.missed = 0  # frames the last new segment's gap spanned (an outage), beyond the one step
         self._rebase = False
 
     def new_segment(self) -> None:
@@ -263,6 +265,8 @@ class _Timeline:
             quantum = time_base or Fraction(1, 1_000_000)
             gap = max(step, round(Fraction(max(now - self.last_at, 0.0)) / quantum) * quantum)
             pts = self.last + gap
+            if self._rebase:
+                self.missed = max(0, round(gap / step) - 1)
             if raw is not None:
                 self.offset = pts - raw
         self._rebase = False
@@ -363,6 +367,8 @@ class StreamSource(LiveSource):
         raw = ticks * time_base if ticks is not None and time_base else None
         step = 1 / Fraction(self.fps or DEFAULT_IMAGE_FPS).limit_denominator(1001)
         pts = self._timeline.place(raw, now, step, time_base)
+        self.lost += self._timeline.missed
+        self._timeline.missed = 0
         self._last_raw = raw
         exact = pts / time_base if time_base else None
         pts_ticks = int(exact) if exact is not None and exact.denominator == 1 else None

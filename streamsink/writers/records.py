@@ -69,7 +69,8 @@ def frame_record(
 
     {"frame", "pts", "detections", "states"} always; "raw" (detections before
     smoothing) when given, "source" when the frame names one, "dropped" when a
-    live source dropped frames before this one; `extra` keys are added last.
+    live source dropped frames before this one to keep up, "lost" when a stream
+    missed frames in an outage; `extra` keys are added last.
     """
     record: dict[str, Any] = {
         "frame": int(frame.index),
@@ -83,6 +84,8 @@ def frame_record(
         record["source"] = frame.source
     if frame.dropped > 0:
         record["dropped"] = int(frame.dropped)
+    if frame.lost > 0:
+        record["lost"] = int(frame.lost)
     if extra:
         record.update(extra)
     return record
