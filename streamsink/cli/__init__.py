@@ -34,8 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     try:
         from streamsink.cli.commands import COMMANDS
+        from streamsink.cli.console import show_log
 
         args = build_parser().parse_args(argv)
+        show_log()
         return COMMANDS[args.command](args)
     except UsageError as error:
         return _fail(str(error), EXIT_USAGE)

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from streamsink.cli.console import (
     finish_many,
     print_archive_report,
     print_summary,
+    show_log,
     stderr_console,
 )
 from streamsink.cli.parser import EXIT_INTERRUPTED, EXIT_OK, UsageError, settings_from_args
@@ -51,13 +52,8 @@ def _load(settings: RunSettings, console, sinks: int | None = None):
 
 def _show_conversions() -> None:
     """Print OpenVINO's "converting" line: the first frame of a new size waits seconds to minutes for it."""
-    log = logging.getLogger("streamsink.detector.openvino")
-    if not any(getattr(handler, "streamsink_cli", False) for handler in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.streamsink_cli = True
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+    show_log()
+    logging.getLogger("streamsink.detector.openvino").setLevel(logging.INFO)
 
 
 def _check(args: argparse.Namespace, *, local: bool = True) -> RunSettings:
@@ -70,6 +66,13 @@ def _check(args: argparse.Namespace, *, local: bool = True) -> RunSettings:
     for prompt in args.prompt:
         parse_classes(prompt)
     settings = settings_from_args(args)
+    if getattr(args, "mqtt", None) is not None:
+        from streamsink.writers.mqtt import parse_mqtt_url
+
+        try:
+            parse_mqtt_url(args.mqtt)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     if local:
         from streamsink.detector.device import resolve_backend, resolve_device
 
@@ -91,10 +94,11 @@ def _prompts(args: argparse.Namespace, names: Sequence[str]) -> dict[str, tuple[
 def _annotate(settings: RunSettings, frames, prompts: Mapping[str, tuple[str, ...]], targets: Mapping[str, Any],
               display, *, source_of: Callable[[str], Any], ended: Callable[[str], int | None] | None = None,
               live: bool = False, raw: bool = False, detector: Any = None, summaries: dict | None = None,
-              board: Any = None) -> dict:
+              board: Any = None, events: Any = None) -> dict:
     """Detect, draw, write and count every source's frames; the summaries, one per source.
 
     board: the live page's `LiveBoard`; its prompts are the run's (changeable while it goes on).
+    events: the `MqttPublisher` of --mqtt.
     """
     from streamsink.annotate import Outputs, Summary, annotate, engine_render
     from streamsink.api import detect_sources
@@ -108,15 +112,26 @@ def _annotate(settings: RunSettings, frames, prompts: Mapping[str, tuple[str, ..
         # Recorded footage is drawn in the engine's finish stage, overlapping encoding here;
         # live frames are drawn in the loop, where their fps and latency are known.
         render = engine_render(renderer) if not live and any(t.video is not None for t in targets.values()) else None
-        on_result = display.on_result
         if board is not None:
             prompts = board.prompts
-            on_result = lambda result, fps, latency: board.on_result(result, fps, latency) and display.on_result(  # noqa: E731
-                result, fps, latency)
+        observers = [each for each in (events, board, display) if each is not None]
+
+        def on_result(result, fps: float, latency_ms: float | None) -> bool:
+            return all([observer.on_result(result, fps, latency_ms) for observer in observers])
+
         results = detect_sources(frames, prompts, settings, detector=detector, render=render)
         annotate(results, outputs, summaries, live=live, renderer=renderer, on_result=on_result,
                  should_stop=lambda: stop.requested)
     return summaries
+
+
+def _events(args: argparse.Namespace) -> Any:
+    """The --mqtt publisher, started when entered (an absent broker is a warning and a retry), or a no-op."""
+    if getattr(args, "mqtt", None) is None:
+        return nullcontext()
+    from streamsink.writers.mqtt import MqttPublisher
+
+    return MqttPublisher(args.mqtt)
 
 
 def default_outputs(name: str, output: str | None, jsonl: str | None) -> tuple[Path, str]:
@@ -156,9 +171,10 @@ def cmd_process(args: argparse.Namespace, *, detector: Any = None) -> int:
         _refuse_overwriting_input(source.path, video_path, jsonl_path)
         if detector is None:
             detector = _load(settings, console)
-        summaries = _annotate(settings, source, {source.name: classes}, {source.name: Target(video_path, jsonl_path)},
-                              FileProgress(console, source.name, source.frame_count), source_of=lambda _: source,
-                              raw=args.raw, detector=detector)
+        with _events(args) as events:
+            summaries = _annotate(settings, source, {source.name: classes}, {source.name: Target(video_path, jsonl_path)},
+                                  FileProgress(console, source.name, source.frame_count), source_of=lambda _: source,
+                                  raw=args.raw, detector=detector, events=events)
     summary = summaries[source.name]
     print_summary(console, summary)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
@@ -213,12 +229,12 @@ def _process_many(args: argparse.Namespace, settings: RunSettings, specs: Sequen
         _refuse_overwriting_input(Path(str(state.spec)), *videos.values(), *jsonls.values())
     console = stderr_console()
     summaries = {name: Summary(prompts[name]) for name in mux.names}
-    with mux:
+    with mux, _events(args) as events:
         if detector is None:
             detector = _load(settings, console)
         _annotate(settings, mux, prompts, _targets(mux.names, videos, jsonls), SourcesProgress(console, mux, summaries),
                   source_of=lambda name: mux.states[name].source, ended=_ended(mux), raw=args.raw, detector=detector,
-                  summaries=summaries)
+                  summaries=summaries, events=events)
     return finish_many(console, mux, summaries)
 
 
@@ -233,6 +249,8 @@ def _process_archive(args: argparse.Namespace, settings: RunSettings, specs: Seq
 
     if len(args.prompt) != 1:
         raise UsageError("--ray takes one --prompt for all files")
+    if args.mqtt is not None:
+        raise UsageError("--mqtt does not go with --ray (each file's JSONL has its states); run without --ray")
     if args.jsonl is not None:
         raise UsageError("--ray writes <name>.jsonl beside each video in the -o folder; --jsonl does not apply")
     if args.workers is not None and args.workers < 1:
@@ -283,12 +301,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
         classes = _prompts(args, [source.name])[source.name]
         state = SourceState(source.name, args.sources[0], source.is_live, RUNNING, source=source)
         board = page.enter_context(_live_view(address, args.token, {source.name: classes}, lambda: [state], console))
+        events = page.enter_context(_events(args))
         detector = _load(settings, console)
         _check_prompts_with(board, detector)
         target = Target(Path(args.output) if args.output else None, args.jsonl, windows)
         display = NoDisplay() if windows else LiveStatus(console, source_of=lambda _: source)
         summaries = _annotate(settings, source, {source.name: classes}, {source.name: target}, display,
-                              source_of=lambda _: source, live=True, raw=args.raw, detector=detector, board=board)
+                              source_of=lambda _: source, live=True, raw=args.raw, detector=detector, board=board,
+                              events=events)
     summary = summaries[source.name]
     print_summary(console, summary)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
@@ -367,12 +387,13 @@ def _watch_many(args: argparse.Namespace, settings: RunSettings, console, window
     summaries = {name: Summary(prompts[name]) for name in mux.names}
     display = NoDisplay() if windows else LiveStatus(console, source_of=lambda name: mux.states[name],
                                                      states=lambda: list(mux.states.values()), on_quit=mux.close)
-    with mux, _live_view(address, args.token, prompts, lambda: list(mux.states.values()), console) as board:
+    with mux, _live_view(address, args.token, prompts, lambda: list(mux.states.values()), console) as board, \
+            _events(args) as events:
         detector = _load(settings, console)
         _check_prompts_with(board, detector)
         _annotate(settings, mux, prompts, _targets(mux.names, videos, jsonls, windows), display,
                   source_of=lambda name: mux.states[name].source, ended=_ended(mux), live=True, raw=args.raw,
-                  detector=detector, summaries=summaries, board=board)
+                  detector=detector, summaries=summaries, board=board, events=events)
     return finish_many(console, mux, summaries)
 
 

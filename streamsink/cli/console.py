@@ -7,6 +7,7 @@ and is a context manager that owns its rich widget.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -15,6 +16,39 @@ from typing import Any
 
 from streamsink.cli.parser import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from streamsink.types import SourceStatus, State
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record comes: rich's live display and tests swap it."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def show_log(level: int = logging.WARNING) -> None:
+    """Print streamsink's warnings (a stream reconnecting, a broker away) on stderr, one line each.
+
+    The library only logs (a NullHandler keeps it quiet for library users); the command line shows them.
+    Named loggers can be opened wider (OpenVINO's "converting" lines are INFO).
+    """
+    log = logging.getLogger("streamsink")
+    if not any(isinstance(handler, _Stderr) for handler in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("streamsink: %(levelname_lower)s: %(message)s"))
+        handler.addFilter(_lower_level)
+        log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > level:
+        log.setLevel(level)
+
+
+def _lower_level(record: logging.LogRecord) -> bool:
+    record.levelname_lower = "note" if record.levelno < logging.WARNING else record.levelname.lower()
+    return True
 
 
 def stderr_console():

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--compile", action="store_true", help="run the forward pass through torch.compile (falls back if it fails)")
         sub.add_argument("--cuda-graphs", action="store_true", help="CUDA: capture the forward pass as a CUDA graph at the fixed batch and size")
         add_profile(sub)
+        sub.add_argument("--mqtt", metavar="URL", help="publish states and their changes: mqtt://[user:pass@]host[:port]/prefix (retained prefix/<source>/<class>, events at prefix/events)")
 
     def add_backend(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--backend", choices=BACKENDS, default="auto", help="what runs the per-frame graph: auto (OpenVINO on a CPU where it is installed), torch, or openvino (CPU; streamsink[openvino])")
@@ -150,6 +151,7 @@ OUTPUT_OPTIONS = {
     "headless": "streamsink.Window, or not",
     "serve": "streamsink.serve.WebServer(LiveBoard(...), host, port)",
     "token": "streamsink.serve.WebServer(token=)",
+    "mqtt": "streamsink.writers.mqtt.MqttPublisher(url).on_result(result)",
     "ray": "process_archive(address=)",
     "workers": "process_archive(workers=)",
     "overwrite": "process_archive(overwrite=)",

@@ -7,6 +7,7 @@ world; every drop is counted (`Frame.dropped`).
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import threading
@@ -22,7 +23,7 @@ import numpy as np
 from streamsink.errors import SourceError, SourceNotFoundError, StreamsinkError, one_line
 from streamsink.sources.base import DEFAULT_IMAGE_FPS, Source
 from streamsink.sources.files import _to_rgb
-from streamsink.sources.naming import _redact, _url_name
+from streamsink.sources.naming import _password, _redact, _url_name
 from streamsink.types import Frame
 
 log = logging.getLogger("streamsink.sources")
@@ -141,7 +142,7 @@ class LiveSource(Source):
         except StreamsinkError as error:
             self._latest.finish(error)
         except Exception as error:
-            failure = SourceError(f"{self.name}: {one_line(error)}")
+            failure = SourceError(f"{self.name}: {self._reason(error)}")
             failure.__cause__ = error
             self._latest.finish(failure)
         else:
@@ -151,6 +152,10 @@ class LiveSource(Source):
 
     def _read(self) -> None:
         raise NotImplementedError
+
+    def _reason(self, error: BaseException) -> str:
+        """An error as one line for logs and messages."""
+        return one_line(error)
 
     def _cleanup(self) -> None:
         """Release the device or connection; runs in the reader thread."""
@@ -287,6 +292,7 @@ class StreamSource(LiveSource):
         super().__init__(url, _url_name(url), buffer=buffer)
         self._url = url
         self._shown = _redact(url)
+        self._transport = "tcp"  # RTSP: "udp" once the server turned TCP down
         self._scheme = url.split("://", 1)[0].lower()
         self._timeout = float(timeout)
         self._retries = retries
@@ -310,19 +316,42 @@ class StreamSource(LiveSource):
         self._deliver(first)
         self._start()
 
-    def _options(self) -> dict[str, str]:
+    def _options(self, transport: str = "tcp") -> dict[str, str]:
         microseconds = str(int(self._timeout * 1_000_000))
         options = {"rw_timeout": microseconds}
         if self._scheme in ("rtsp", "rtsps"):
-            options.update(rtsp_transport="tcp", timeout=microseconds)
+            options.update(rtsp_transport=transport, timeout=microseconds)
         elif self._scheme in ("http", "https", "tcp", "udp"):
             options["timeout"] = microseconds
         return options
 
+    def _reason(self, error: BaseException) -> str:
+        """An error's one line, with the URL's password replaced (FFmpeg's messages quote the URL)."""
+        reason = one_line(error).replace(self._url, self._shown)
+        password = _password(self._url)
+        return reason.replace(password, "***") if password else reason
+
     def _open_once(self) -> tuple[Any, Iterator[Any], Any]:
+        """Open the stream; RTSP over TCP (interleaved: no lost packets, through firewalls), and over UDP when
+        the server offers only that (it refuses the TCP transport at once: "Protocol not supported")."""
         import av
 
-        container = av.open(self._url, options=self._options(), timeout=(self._timeout, self._timeout))
+        try:
+            return self._open_with(self._transport)
+        except OSError as error:
+            if self._scheme not in ("rtsp", "rtsps") or self._transport != "tcp" or error.errno != errno.EPROTONOSUPPORT:
+                raise
+        self._transport = "udp"
+        log.info("%s: the server offers no RTSP over TCP; using UDP", self._shown)
+        return self._open_with("udp")
+
+    def _open_with(self, transport: str) -> tuple[Any, Iterator[Any], Any]:
+        import av
+
+        # FFmpeg's RTSP demuxer answers a read timeout by handing out the packets it holds for reordering and
+        # waits again; only the second timeout is an error. Half the timeout each: a stall shows after one.
+        read_timeout = self._timeout / 2 if self._scheme in ("rtsp", "rtsps") else self._timeout
+        container = av.open(self._url, options=self._options(transport), timeout=(self._timeout, read_timeout))
         try:
             if not container.streams.video:
                 raise _NoVideo()
@@ -350,7 +379,7 @@ class StreamSource(LiveSource):
                 raise SourceError(f"no video stream in {self._shown}") from None
             except (av.FFmpegError, OSError, EOFError, ValueError) as error:
                 failures += 1
-                reason = one_line(error)
+                reason = self._reason(error)
                 if failures > self._retries:
                     raise SourceError(f"cannot open {self._shown}: {reason} after {failures} attempts") from None
                 delay = min(RECONNECT_DELAY * 2 ** (failures - 1), RECONNECT_DELAY_MAX)
@@ -386,7 +415,7 @@ class StreamSource(LiveSource):
                     if self._stop.is_set() or not self._deliver(frame):
                         return
             except (av.FFmpegError, OSError, EOFError, ValueError) as error:
-                reason = one_line(error)
+                reason = self._reason(error)
             finally:
                 end = _media_end(container)
                 container.close()

@@ -52,6 +52,14 @@ def _redact(url: str) -> str:
     return f"{scheme}{sep}{netloc}{slash}{tail}"
 
 
+def _password(url: str) -> str | None:
+    """The URL's password, to keep out of anything printed; None without one."""
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None
+
+
 def _url_name(url: str) -> str:
     """A short file-name-safe name: "rtsp://u:p@cam.local:554/live/ch1.sdp" -> "cam.local_live_ch1"."""
     try:

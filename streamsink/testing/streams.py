@@ -102,15 +102,17 @@ class LiveStream:
 
 
 class WatchRun:
-    """`streamsink watch ... --serve` in a child process, for tests and benchmarks of the live page.
+    """`streamsink watch ...` in a child process, for tests and benchmarks of live runs.
 
-    Starts the command, waits for its "live view: URL" line, and on leaving the
-    `with` asks it to stop as Ctrl-C does and waits for it. `get(path)` reads
-    the page's API; `exit_code` and `stderr` are there once it has stopped.
+    Starts the command, waits until the model has loaded (and, with `--serve`,
+    for its "live view: URL" line), and on leaving the `with` asks it to stop
+    as Ctrl-C does and waits for it. `get(path)` reads the page's API;
+    `exit_code` and `stderr` are there once it has stopped.
     """
 
     def __init__(self, args: Sequence[str], *, log: str, startup: float = 180.0, env: dict | None = None) -> None:
         self.args = [str(a) for a in args]
+        self.serves = "--serve" in self.args
         self.log = log
         self.startup = startup
         self.env = env
@@ -134,8 +136,8 @@ class WatchRun:
         deadline = time.monotonic() + self.startup
         while time.monotonic() < deadline:
             found = re.search(r"live view: (http://\S+)", self.stderr)
-            if found and "detector:" in self.stderr:
-                self.url = found.group(1)
+            if (found or not self.serves) and "detector:" in self.stderr:
+                self.url = found.group(1) if found else ""
                 return self
             if self._process.poll() is not None:
                 break

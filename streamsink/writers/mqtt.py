@@ -88,7 +88,7 @@ class MqttPublisher:
         self._states: dict[tuple[str, str], str] = {}  # what is retained, to send again after a reconnect
         self._lock = threading.Lock()
         self._client: Any = None
-        self._pending: list[Any] = []
+        self._unacked: set[int] = set()  # message ids the broker has not acknowledged yet (paho resends them)
         self._away = False  # a warning was given for the current outage
         self.published = 0
 
@@ -109,6 +109,7 @@ class MqttPublisher:
         client.on_connect = self._connected
         client.on_disconnect = self._disconnected
         client.on_connect_fail = self._connect_failed
+        client.on_publish = self._acknowledged
         self._client = client
         try:
             client.connect_async(self.target.host, self.target.port, keepalive=30)
@@ -124,21 +125,19 @@ class MqttPublisher:
         client, self._client = self._client, None
         if client is None:
             return
-        pending = [client.publish(self.topic("status"), "offline", qos=1, retain=True), *self._pending]
+        self._track(client.publish(self.topic("status"), "offline", qos=1, retain=True))
         deadline = time.monotonic() + CLOSE_TIMEOUT
-        for info in pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not client.is_connected():
-                break
-            try:
-                info.wait_for_publish(remaining)
-            except (RuntimeError, ValueError):  # not queued (queue full or disconnected meanwhile)
-                pass
-        unsent = sum(not info.is_published() for info in pending)
-        if unsent:
-            logger.warning("MQTT: %d message(s) not delivered to %s before the run ended", unsent, self.target.shown)
+        while self._unacked and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self._unacked:
+            logger.warning("MQTT: %d message(s) not delivered to %s before the run ended", len(self._unacked),
+                           self.target.shown)
         client.disconnect()
         client.loop_stop()
+
+    def _track(self, info: Any) -> None:
+        with self._lock:
+            self._unacked.add(info.mid)
 
     # paho's thread -------------------------------------------------------------------------------
 
@@ -158,6 +157,10 @@ class MqttPublisher:
     def _disconnected(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if self._client is not None and not self._away:
             self._warn(f"disconnected ({reason})")
+
+    def _acknowledged(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self._lock:
+            self._unacked.discard(mid)
 
     def _connect_failed(self, client: Any, userdata: Any) -> None:
         self._warn("cannot connect")
@@ -190,6 +193,6 @@ class MqttPublisher:
         client = self._client
         if client is None:
             return
-        info = client.publish(topic, payload, qos=1, retain=retain)
+        # Queued even while the broker is away (paho sends it on reconnect); never raises into the run.
+        self._track(client.publish(topic, payload, qos=1, retain=retain))
         self.published += 1
-        self._pending = [p for p in self._pending if not p.is_published()][-10_000:] + [info]
