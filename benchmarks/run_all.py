@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_archive  # noqa: E402
 import bench_e2e  # noqa: E402
+import bench_latency  # noqa: E402
 import bench_live  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_multistream  # noqa: E402
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_archive.main([])
     bench_smoother.main([])
     bench_serve.main(["--backend", "torch" if not cuda else "auto"])
+    bench_latency.main(["--backend", "torch" if not cuda else "auto"])
     if args.quick:
         return
     if not cuda:
