@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from streamsink.channels import END, Channel, Failure
+from streamsink.channels import END, Failure
 from streamsink.types import Detections, Frame
 
 

@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from clips import read_video_pts

@@ -334,8 +334,6 @@ class StreamSource(LiveSource):
     def _open_once(self) -> tuple[Any, Iterator[Any], Any]:
         """Open the stream; RTSP over TCP (interleaved: no lost packets, through firewalls), and over UDP when
         the server offers only that (it refuses the TCP transport at once: "Protocol not supported")."""
-        import av
-
         try:
             return self._open_with(self._transport)
         except OSError as error:

@@ -1,8 +1,8 @@
 """A real RTSP server on loopback for tests: GStreamer's gst-rtsp-server, run by `/usr/bin/python3`.
 
 GStreamer's Python bindings (`gi`) exist only for the system interpreter, so
-this file imports nothing of streamsink's or the venv's; `RtspServer` in
-streamsink.testing.streams starts it as a child process. Mounts:
+this file imports nothing of streamsink's or the venv's; the tests' `RtspServer`
+(tests/servers.py) starts it as a child process. Mounts:
 
     /live       H.264 test pattern, TCP or UDP, as the client asks
     /tcp        TCP (interleaved) only
