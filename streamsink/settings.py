@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from streamsink.errors import StreamsinkError
@@ -189,6 +191,15 @@ def settings_from(settings: RunSettings | None, options: Mapping[str, Any]) -> R
     """`settings` with `options` (RunSettings field names) applied, validated; a wrong name is a TypeError."""
     base = settings if settings is not None else RunSettings()
     return dataclasses.replace(base, **options).validate() if options else base.validate()
+
+
+def cache_folder() -> Path:
+    """Where streamsink keeps what it builds once (OpenVINO graphs, the GStreamer loader file):
+    $STREAMSINK_CACHE, else $XDG_CACHE_HOME/streamsink, else ~/.cache/streamsink."""
+    if os.environ.get("STREAMSINK_CACHE"):
+        return Path(os.environ["STREAMSINK_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "streamsink"
 
 
 def check_threshold(threshold: float) -> None:

@@ -34,6 +34,7 @@ from streamsink.detector import forward as forward_module
 from streamsink.detector.checkpoint import first_line
 from streamsink.detector.forward import RawOutput, TextEncoding, forward_with_text
 from streamsink.errors import StreamsinkError
+from streamsink.settings import cache_folder
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +54,6 @@ def installed() -> bool:
     except ImportError:
         return False
     return True
-
-
-def cache_folder() -> Path:
-    """$STREAMSINK_CACHE, else $XDG_CACHE_HOME/streamsink, else ~/.cache/streamsink."""
-    if os.environ.get("STREAMSINK_CACHE"):
-        return Path(os.environ["STREAMSINK_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "streamsink"
 
 
 def cpu_has_bf16() -> bool:
