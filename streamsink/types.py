@@ -10,6 +10,7 @@ enums whose values are the plain words the JSONL carries ("present",
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
@@ -171,6 +172,26 @@ class Detections:
             {"label": self.labels[c], "score": round(float(s), 4), "box": [round(float(v), 2) for v in box]}
             for box, s, c in zip(self.xyxy, self.scores, self.class_id)
         ]
+
+    def to_supervision(self) -> Any:
+        """These detections as `supervision.Detections` (xyxy, confidence, class_id, and the label names in
+        `data["class_name"]`), for supervision's annotators, zones and trackers. Needs supervision."""
+        import supervision as sv
+
+        return sv.Detections(xyxy=self.xyxy.astype(np.float32), confidence=self.scores.astype(np.float32),
+                             class_id=self.class_id.astype(int),
+                             data={"class_name": np.array(self.class_names, dtype=str)})
+
+    @classmethod
+    def from_supervision(cls, detections: Any, labels: Sequence[str]) -> Detections:
+        """streamsink `Detections` from `supervision.Detections` whose `class_id`s index `labels` (the prompt);
+        a box without a confidence scores 1. So a supervision-based app can feed streamsink's temporal stage."""
+        n = len(detections)
+        confidence = detections.confidence if detections.confidence is not None else np.ones(n, np.float32)
+        if detections.class_id is None:
+            raise ValueError("supervision detections need class_id (an index into labels) to become streamsink's")
+        return cls(np.asarray(detections.xyxy, np.float32).reshape(n, 4), np.asarray(confidence, np.float32),
+                   np.asarray(detections.class_id, np.int64), tuple(labels))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

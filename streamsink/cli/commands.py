@@ -514,5 +514,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gst_path(args: argparse.Namespace) -> int:
+    """`export GST_PLUGIN_PATH=$(streamsink gst-path)`: the folder of GStreamer's Python loader file for this environment."""
+    from streamsink.gst import plugin_path
+
+    print(plugin_path())
+    return EXIT_OK
+
+
 COMMANDS = {"process": cmd_process, "watch": cmd_watch, "explain": cmd_explain, "eval": cmd_eval,
-            "calibrate": cmd_calibrate}
+            "calibrate": cmd_calibrate, "gst-path": cmd_gst_path}

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--states-plot", metavar="PNG", help="write per-class timelines of truth and states for the first clip")
     add_profile(evaluate)
 
+    commands.add_parser("gst-path", help="print the folder for GST_PLUGIN_PATH that makes the 'streamsink' GStreamer element available")
+
     calibrate = commands.add_parser("calibrate", help="pick threshold and sinks for a false-alarm budget on a labelled set; writes a profile")
     calibrate.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"hub id or local checkpoint directory (default {DEFAULT_MODEL})")
     calibrate.add_argument("--dataset", default="shapes", help="'shapes' (clips of the built-in world) or a COCO-format annotation file (its images)")
