@@ -8,6 +8,7 @@ there. Pass --quick to skip them, --device cuda on a GPU (see gpu.sh).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_archive  # noqa: E402
 import bench_e2e  # noqa: E402
+import bench_gst  # noqa: E402
 import bench_latency  # noqa: E402
 import bench_live  # noqa: E402
 import bench_memory  # noqa: E402
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     bench_smoother.main([])
     bench_serve.main(["--backend", "torch" if not cuda else "auto"])
     bench_latency.main(["--backend", "torch" if not cuda else "auto"])
+    if Path("/usr/bin/python3").exists() and shutil.which("gst-inspect-1.0"):
+        bench_gst.main([])
     if args.quick:
         return
     if not cuda:

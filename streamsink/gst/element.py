@@ -107,6 +107,7 @@ class StreamsinkFilter(GstBase.BaseTransform):
                 threshold=values["threshold"], device=values["device"], backend=values["backend"],
                 smooth=values["smooth"], profile=values["profile"] or None, batch_size=1).validate()
             self._detector = load_detector(self._settings, quiet=True)
+            _set_threads(self._detector)
         except Exception as error:  # every failure is one line on the bus, never a traceback on stderr
             self._fail(error)
             return False
@@ -221,6 +222,17 @@ def roi(box: list[float], width: int, height: int) -> tuple[int, int, int, int]:
     x1, y1 = min(max(round(box[0]), 0), width - 1), min(max(round(box[1]), 0), height - 1)
     x2, y2 = min(max(round(box[2]), 0), width), min(max(round(box[3]), 0), height)
     return x1, y1, max(1, x2 - x1), max(1, y2 - y1)
+
+
+def _set_threads(detector: Any) -> None:
+    """torch's CPU threads as `process` sets them (GStreamer's decoders and converters want the rest)."""
+    if getattr(detector.device, "type", None) == "cpu":
+        import torch
+
+        from streamsink.engine import default_threads
+        from streamsink.stages import is_heavy
+
+        torch.set_num_threads(default_threads(heavy=is_heavy(detector)))
 
 
 def _rate(info: Any) -> float:
