@@ -33,6 +33,17 @@ class Failure:
 END = object()
 
 
+def _until_end(get: Callable[[], Any]) -> Iterator[Any]:
+    """The items `get()` gives until END; a Failure among them is raised here, in the consumer's thread."""
+    while True:
+        item = get()
+        if item is END:
+            return
+        if isinstance(item, Failure):
+            raise item.error
+        yield item
+
+
 class Channel:
     """A bounded queue between two threads that gives up waiting once `stop` is set."""
 
@@ -65,13 +76,7 @@ class Channel:
 
     def __iter__(self) -> Iterator[Any]:
         """Items until the producer puts END; a Failure it put is raised here."""
-        while True:
-            item = self.get()
-            if item is END:
-                return
-            if isinstance(item, Failure):
-                raise item.error
-            yield item
+        return _until_end(self.get)
 
     def qsize(self) -> int:
         return self._queue.qsize()
@@ -198,10 +203,4 @@ class NewestFrames:
         raise Stopped
 
     def __iter__(self) -> Iterator[Any]:
-        while True:
-            item = self.get()
-            if item is END:
-                return
-            if isinstance(item, Failure):
-                raise item.error
-            yield item
+        return _until_end(self.get)

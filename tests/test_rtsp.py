@@ -80,6 +80,7 @@ def test_the_server_goes_away_and_comes_back(tmp_path, tiny_checkpoint):
     finally:
         server.stop()
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert all(r["latency_ms"] > 0 for r in records), "every live line says how late it was written"
     pts = [r["pts"] for r in records]
     assert all(b > a for a, b in zip(pts, pts[1:])), "timestamps stay monotonic across the reconnect"
     assert max(b - a for a, b in zip(pts, pts[1:])) >= 2.5, "the outage shows as a gap in time"

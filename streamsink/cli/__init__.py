@@ -2,7 +2,7 @@
 
 Both are thin layers over the run path and the annotate loop. The package is
 split by job: `parser` (the words, and how they become one `RunSettings`),
-`console` (progress, live status, summaries) and `commands`. Heavy imports
+`console` (progress, live status, summaries), `commands` and `live` (the page and MQTT). Heavy imports
 (torch, transformers, PyAV, OpenCV) happen inside the subcommands so
 `streamsink --help` is instant.
 Errors are one plain line on stderr; exit codes: 0 done, 1 unexpected failure,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from streamsink.cli.console import (
     show_log,
     stderr_console,
 )
+from streamsink.cli.live import check_prompts_with, events_for, live_view, serve_address
 from streamsink.cli.parser import EXIT_INTERRUPTED, EXIT_OK, UsageError, settings_from_args
 from streamsink.settings import NO_PROFILE, RunSettings
 
@@ -124,15 +125,6 @@ def _annotate(settings: RunSettings, frames, prompts: Mapping[str, tuple[str, ..
     return summaries
 
 
-def _events(args: argparse.Namespace) -> Any:
-    """The --mqtt publisher, started when entered (an absent broker is a warning and a retry), or a no-op."""
-    if getattr(args, "mqtt", None) is None:
-        return nullcontext()
-    from streamsink.writers.mqtt import MqttPublisher
-
-    return MqttPublisher(args.mqtt)
-
-
 def default_outputs(name: str, output: str | None, jsonl: str | None) -> tuple[Path, str]:
     """`out/<name>.mp4` and a JSONL beside the video unless the user chose; -o naming a folder gets <name>.mp4 in it."""
     if output and (Path(output).is_dir() or output.endswith(("/", os.sep))):
@@ -170,7 +162,7 @@ def cmd_process(args: argparse.Namespace, *, detector: Any = None) -> int:
         _refuse_overwriting_input(source.path, video_path, jsonl_path)
         if detector is None:
             detector = _load(settings, console)
-        with _events(args) as events:
+        with events_for(args) as events:
             summaries = _annotate(settings, source, {source.name: classes}, {source.name: Target(video_path, jsonl_path)},
                                   FileProgress(console, source.name, source.frame_count), source_of=lambda _: source,
                                   raw=args.raw, detector=detector, events=events)
@@ -228,7 +220,7 @@ def _process_many(args: argparse.Namespace, settings: RunSettings, specs: Sequen
         _refuse_overwriting_input(Path(str(state.spec)), *videos.values(), *jsonls.values())
     console = stderr_console()
     summaries = {name: Summary(prompts[name]) for name in mux.names}
-    with mux, _events(args) as events:
+    with mux, events_for(args) as events:
         if detector is None:
             detector = _load(settings, console)
         _annotate(settings, mux, prompts, _targets(mux.names, videos, jsonls), SourcesProgress(console, mux, summaries),
@@ -293,16 +285,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
     settings = _check(args)
     console = stderr_console()
     windows = not args.headless and Window.available()
-    address = _serve_address(args, windows)
+    address = serve_address(args, windows)
     if len(args.sources) > 1:
         return _watch_many(args, settings, console, windows, address)
     with open_source(args.sources[0], buffer=settings.buffer, retries=settings.retries) as source, ExitStack() as page:
         classes = _prompts(args, [source.name])[source.name]
         state = SourceState(source.name, args.sources[0], source.is_live, RUNNING, source=source)
-        board = page.enter_context(_live_view(address, args.token, {source.name: classes}, lambda: [state], console))
-        events = page.enter_context(_events(args))
+        board = page.enter_context(live_view(address, args.token, {source.name: classes}, lambda: [state], console))
+        events = page.enter_context(events_for(args))
         detector = _load(settings, console)
-        _check_prompts_with(board, detector)
+        check_prompts_with(board, detector)
         target = Target(Path(args.output) if args.output else None, args.jsonl, windows)
         display = NoDisplay() if windows else LiveStatus(console, source_of=lambda _: source)
         summaries = _annotate(settings, source, {source.name: classes}, {source.name: target}, display,
@@ -311,64 +303,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     summary = summaries[source.name]
     print_summary(console, summary)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
-
-
-_AUTO_SERVE = "auto"  # the desktop case: the default address, or any free port when it is taken
-
-
-def _serve_address(args: argparse.Namespace, windows: bool) -> tuple[str, int] | str | None:
-    """Where `watch` serves its page: --serve's address (checked: off loopback needs --token), the
-    desktop case's automatic one (a display but an OpenCV without a GUI), or None."""
-    from streamsink.serve import is_loopback, parse_address
-    from streamsink.writers import Window
-
-    if args.serve is None:
-        if args.token is not None:
-            raise UsageError("--token goes with --serve")
-        if not args.headless and not windows and Window.has_display():
-            return _AUTO_SERVE
-        return None
-    try:
-        host, port = parse_address(args.serve)
-    except ValueError as error:
-        raise UsageError(f"{error} (sources go before --serve)") from None
-    if not is_loopback(host) and not args.token:
-        raise UsageError(f"--serve {args.serve} can be reached from other machines; give --token TOKEN, which every "
-                         "request must then carry")
-    return host, port
-
-
-@contextmanager
-def _live_view(address: tuple[str, int] | str | None, token: str | None, prompts: Mapping[str, tuple[str, ...]],
-               states: Callable[[], Any], console) -> Iterator[Any]:
-    """The live page for a `watch` run, served while the block runs; yields its board (None without a page)."""
-    if address is None:
-        yield None
-        return
-    from streamsink.serve import DEFAULT_HOST, DEFAULT_PORT, LiveBoard, ServeError, WebServer
-    from streamsink.stages import LivePrompts
-
-    board = LiveBoard(LivePrompts(prompts), states)
-    if address == _AUTO_SERVE:
-        console.print("this OpenCV has no GUI (opencv-python-headless), so there is no window: serving the live "
-                      "view instead (--headless for neither)", markup=False)
-        try:
-            server = WebServer(board, DEFAULT_HOST, DEFAULT_PORT).start()
-        except ServeError:
-            server = WebServer(board, DEFAULT_HOST, 0).start()  # 8080 is taken: any free port
-    else:
-        server = WebServer(board, *address, token=token).start()
-    console.print(f"live view: {server.url}" + ("  (add ?token=TOKEN)" if token else ""), markup=False)
-    try:
-        yield board
-    finally:
-        server.stop()
-
-
-def _check_prompts_with(board: Any, detector: Any) -> None:
-    """Prompts typed into the page are checked as the detector will take them (length) before they apply."""
-    if board is not None:
-        board.prompts.check = getattr(detector, "layout", None)
 
 
 def _watch_many(args: argparse.Namespace, settings: RunSettings, console, windows: bool, address: Any) -> int:
@@ -386,10 +320,10 @@ def _watch_many(args: argparse.Namespace, settings: RunSettings, console, window
     summaries = {name: Summary(prompts[name]) for name in mux.names}
     display = NoDisplay() if windows else LiveStatus(console, source_of=lambda name: mux.states[name],
                                                      states=lambda: list(mux.states.values()), on_quit=mux.close)
-    with mux, _live_view(address, args.token, prompts, lambda: list(mux.states.values()), console) as board, \
-            _events(args) as events:
+    with mux, live_view(address, args.token, prompts, lambda: list(mux.states.values()), console) as board, \
+            events_for(args) as events:
         detector = _load(settings, console)
-        _check_prompts_with(board, detector)
+        check_prompts_with(board, detector)
         _annotate(settings, mux, prompts, _targets(mux.names, videos, jsonls, windows), display,
                   source_of=lambda name: mux.states[name].source, ended=_ended(mux), live=True, raw=args.raw,
                   detector=detector, summaries=summaries, board=board, events=events)
