@@ -12,17 +12,18 @@ instead of piling up frames:
 
 torch, OpenCV and PyAV release the GIL in their heavy work, so decoding,
 preprocessing of the next batch, the forward pass and encoding of the last
-one overlap. Files keep every frame, in order. Live frames are batched
-dynamically (a batch leaves when full or when its first frame has waited
-`max_latency` seconds) and kept fresh: the engine's inbox holds only the
-newest frame of each live source (`NewestFrames`; a frame replaced there is
-dropped, and `Frame.dropped` counts it with the source's own drops), and a
-batch is gathered only when fewer than `in_flight` batches are between the
-inbox and the caller, so frames wait as frames in the inbox, never in a queue
-behind the detector or behind a slow caller (drawing, encoding): latency
-stays about two batches whatever is enabled. Every stage is a plain function
-of the stage before, so the results are the same as running them one after
-another.
+one overlap. Files keep every frame, in order. Live frames are kept fresh:
+the engine's inbox holds only the newest `buffer` frames of each live source
+(`NewestFrames`; a frame pushed out there is dropped, and `Frame.dropped`
+counts it with the source's own drops), and a batch is gathered only when
+fewer than `in_flight` batches are between the inbox and the caller, so
+frames wait in the inbox, never in a queue behind the detector or behind a
+slow caller (drawing, encoding). A live batch takes the frames already
+waiting (up to `batch_size`, or until its first frame is `max_latency` s
+old); on a CPU it is one frame, with one batch out, which keeps latency at
+about two forward passes (benchmarks/RESULTS.md, 10). Every stage is a plain
+function of the stage before, so the results are the same as running them
+one after another.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def iterate(
     finish = detect.finish if staged else _identity
 
     stop = threading.Event()
-    # Live: the inbox keeps the newest frame per live source; `credits` are the batches that may be
+    # Live: the inbox keeps the newest frames of each live source; `credits` are the batches that may be
     # between it and the caller, one taken when a batch is gathered, given back when the caller has
     # had its last frame.
     if live:
