@@ -200,7 +200,8 @@ class WebServer:
 
         name = request.match_info["source"]
         if name not in self.board.names:
-            raise web.HTTPNotFound(text=json.dumps({"error": f"no source named {name!r}"}), content_type="application/json")
+            raise web.HTTPNotFound(text=json.dumps({"error": f"no source named {name!r}"}),
+                                   content_type="application/json")
         return name
 
     async def _frame(self, name: str) -> tuple[int, int, bytes] | None:
@@ -287,7 +288,8 @@ class WebServer:
         except (ValueError, UnicodeDecodeError):
             return web.json_response({"error": "the body is not JSON"}, status=400)
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
-            return web.json_response({"error": 'expected {"prompt": "car,cat"} (and "source" with several)'}, status=400)
+            return web.json_response({"error": 'expected {"prompt": "car,cat"} (and "source" with several)'},
+                                     status=400)
         names = self.board.names
         name = body.get("source", names[0] if len(names) == 1 else None)
         if not isinstance(name, str):
