@@ -144,12 +144,6 @@ class LivePrompts:
     def __getitem__(self, name: str) -> tuple[str, ...]:
         return self._prompts[name]
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._prompts
-
-    def names(self) -> list[str]:
-        return list(self._prompts)
-
     def items(self) -> list[tuple[str, tuple[str, ...]]]:
         with self._lock:
             return list(self._prompts.items())
@@ -181,7 +175,7 @@ class RoutedDetect:
         self._prompts = prompts if isinstance(prompts, LivePrompts) else dict(prompts)
         self._detector, self._threshold = detector, threshold
         self._stages: dict[tuple[str, ...], DetectStages] = {}
-        first = self._stages_for(next(iter(dict(self._prompts.items()).values())))
+        first = self._stages_for(next(iter(self._prompts.items()))[1])
         self.device = first.device
         self.heavy = first.heavy
 

@@ -106,6 +106,7 @@ class WebServer:
                 loop.run_until_complete(self._bind())
             except BaseException as error:
                 failure.append(error)
+                self._loop = None  # nothing to stop
                 ready.set()
                 loop.close()
                 return
@@ -137,12 +138,16 @@ class WebServer:
         app.router.add_get("/api/stream/{source}.mjpg", self._stream)
         app.router.add_post("/api/prompt", self._prompt)
         self._closing = asyncio.Event()
-        self.board.on_publish = self._notify
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
         self.port = site._server.sockets[0].getsockname()[1]  # the port chosen when 0 was asked
+        self.board.on_publish = self._notify  # only a server that listens is woken by new frames
 
     def stop(self) -> None:
         """Close every connection (viewers included) and the port; safe to call twice."""

@@ -90,7 +90,6 @@ class MqttPublisher:
         self._client: Any = None
         self._unacked: set[int] = set()  # message ids the broker has not acknowledged yet (paho resends them)
         self._away = False  # a warning was given for the current outage
-        self.published = 0
 
     def topic(self, *levels: str) -> str:
         return "/".join([self.target.prefix, *(topic_part(level) for level in levels)])
@@ -195,4 +194,3 @@ class MqttPublisher:
             return
         # Queued even while the broker is away (paho sends it on reconnect); never raises into the run.
         self._track(client.publish(topic, payload, qos=1, retain=retain))
-        self.published += 1
