@@ -417,9 +417,21 @@ def test_a_prompt_changed_mid_run_applies_from_the_next_batch_encoded_once(tmp_p
     from streamsink.detector import SinkDetector
     from streamsink.stages import LivePrompts
 
+    class CountedPrompts(LivePrompts):
+        """Counts each source's lookups (one per frame, when its batch is prepared), atomically with changes."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.asked = defaultdict(int)
+
+        def __getitem__(self, name):
+            with self._lock:
+                self.asked[name] += 1
+                return super().__getitem__(name)
+
     detector = SinkDetector.from_pretrained(tiny_checkpoint, sinks=4, device="cpu")
     clips = [make_clip(tmp_path / "a.mp4", frames=30), make_clip(tmp_path / "b.mp4", frames=30)]
-    prompts = LivePrompts({"a": ("dog",), "b": ("cat",)}, check=detector.layout)
+    prompts = CountedPrompts({"a": ("dog",), "b": ("cat",)}, check=detector.layout)
     mux = Multiplexer([str(c) for c in clips])
     settings = RunSettings(model=str(tiny_checkpoint), batch_size=2, threshold=0.05)
     seen = defaultdict(list)
@@ -428,10 +440,15 @@ def test_a_prompt_changed_mid_run_applies_from_the_next_batch_encoded_once(tmp_p
         seen[result.frame.source].append(result)
         if result.frame.source == "a" and result.index == 5:
             encodings = detector.text_encodings
+            prepared_before = prompts.asked["a"]
             assert prompts.change("a", "car, bus") == ("car", "bus")
+            prepared_after = prompts.asked["a"]
     labels = [r.detections.labels for r in seen["a"]]
     switch = labels.index(("car", "bus"))
-    assert 5 < switch <= 5 + 2 * 4, "frames already in flight keep the old prompt; the next batches take the new"
+    # How far the stages ran ahead of the caller depends on the machine; what is fixed is that the frames
+    # prepared before the change keep the old prompt and every frame prepared after it takes the new one.
+    assert 5 < switch and prepared_before <= switch <= prepared_after, (
+        "frames already in flight keep the old prompt; the next batches take the new")
     assert labels[:switch] == [("dog",)] * switch and labels[switch:] == [("car", "bus")] * (30 - switch)
     assert all(set(r.states) == {"car", "bus"} for r in seen["a"][switch:])
     assert detector.text_encodings == encodings + 1, "the new prompt is encoded once, not per frame"
