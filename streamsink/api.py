@@ -58,7 +58,7 @@ def smoothers_for(prompts: Mapping[str, tuple[str, ...]], settings: RunSettings)
         return None
     from streamsink.smoother import TemporalSmoother
 
-    options = {"threshold": settings.threshold, **settings.smoother_options}
+    options = {"threshold": settings.threshold, "class_thresholds": settings.class_thresholds, **settings.smoother_options}
     return {name: TemporalSmoother(classes, **options) for name, classes in prompts.items()}
 
 
@@ -81,15 +81,16 @@ class _SmootherOfFrame:
         return smoother
 
 
-def detection_floor(settings: RunSettings) -> float:
-    """The score the detector keeps boxes from: the threshold, or with smoothing the lowest score the
-    temporal stage takes as evidence (`margin` under the threshold), so weak frames can confirm an object."""
+def detection_floor(settings: RunSettings, classes: Sequence[str]) -> tuple[float, ...]:
+    """Each class's score the detector keeps boxes from: its threshold, or with smoothing the lowest score
+    the temporal stage takes as evidence (`margin` under it), so weak frames can confirm an object."""
+    thresholds = settings.thresholds_of(classes)
     if not settings.smooth:
-        return settings.threshold
+        return thresholds
     from streamsink.smoother import TemporalSmoother
 
     margin = settings.smoother_options.get("margin", TemporalSmoother.DEFAULT_MARGIN)
-    return max(0.0, settings.threshold - margin)
+    return tuple(max(0.0, threshold - margin) for threshold in thresholds)
 
 
 def detect_sources(
@@ -115,7 +116,7 @@ def detect_sources(
     smoothers = smoothers_for(dict(prompts.items()), settings)
     yield from iterate(
         frames,
-        RoutedDetect(detector, prompts, detection_floor(settings)),
+        RoutedDetect(detector, prompts, lambda classes: detection_floor(settings, classes)),
         batch_size=settings.batch_size,
         smoother_for=_SmootherOfFrame(smoothers, settings) if smoothers else None,
         max_latency=settings.max_latency,

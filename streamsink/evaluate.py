@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,11 +200,13 @@ class Smoothed:
 
 
 def smooth(frames: Sequence[Detections], labels: Sequence[str], threshold: float,
-           smoother_options: dict | None = None) -> Smoothed:
-    """One clip's detections (every score above the floor) through one temporal smoother at display `threshold`."""
+           smoother_options: dict | None = None, class_thresholds: Mapping[str, float] | None = None) -> Smoothed:
+    """One clip's detections (every score above the floor) through one temporal smoother at display
+    `threshold` (and `class_thresholds`, where a class has its own)."""
     from streamsink.smoother import PRESENT, TemporalSmoother
 
-    smoother = TemporalSmoother(labels, **{"threshold": threshold, **(smoother_options or {})})
+    options = {"threshold": threshold, "class_thresholds": class_thresholds, **(smoother_options or {})}
+    smoother = TemporalSmoother(labels, **options)
     scored, states = [], []
     for d in frames:
         smoother.update(d)
@@ -213,11 +215,13 @@ def smooth(frames: Sequence[Detections], labels: Sequence[str], threshold: float
     return Smoothed(scored, np.array(states, bool).reshape(len(frames), len(labels)))
 
 
-def raw_presence(frames: Sequence[Detections], n_labels: int, threshold: float) -> np.ndarray:
-    """(frames, classes): a class is present exactly when it has a box at `threshold` on that frame."""
+def raw_presence(frames: Sequence[Detections], n_labels: int, threshold: float | Sequence[float]) -> np.ndarray:
+    """(frames, classes): a class is present exactly when it has a box at its threshold on that frame
+    (`threshold`: one for all classes, or one per class)."""
+    floors = np.broadcast_to(np.asarray(threshold, np.float64), (n_labels,))
     out = np.zeros((len(frames), n_labels), bool)
     for i, d in enumerate(frames):
-        out[i, d.class_id[d.scores >= threshold]] = True
+        out[i, d.class_id[d.scores >= floors[d.class_id]]] = True
     return out
 
 
@@ -248,6 +252,7 @@ class Evaluation:
     timeline: dict[str, np.ndarray] = field(default_factory=dict)
     timeline_method: str = ""
     grace: int = STATE_GRACE
+    class_thresholds: dict[str, float] = field(default_factory=dict)
 
     def add(self, name: str, report: AbstentionReport, *, curve_points: int = 64) -> None:
         self.figures[name] = report.summary()
@@ -261,7 +266,7 @@ class Evaluation:
         def clean(figures: dict[str, float]) -> dict:
             return {k: (None if isinstance(v, float) and math.isnan(v) else round(v, 6)) for k, v in figures.items()}
 
-        out = {"dataset": self.dataset, "threshold": self.threshold,
+        out = {"dataset": self.dataset, "threshold": self.threshold, "class_thresholds": self.class_thresholds,
                "methods": {name: clean(f) for name, f in self.figures.items()}}
         if self.states:
             out["state_grace_frames"] = self.grace
@@ -272,16 +277,19 @@ class Evaluation:
 
 def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold: float = 0.3, min_score: float = 0.01,
              batch_size: int = 8, smoother_options: dict | None = None, grace: int = STATE_GRACE,
+             class_thresholds: Mapping[str, float] | None = None,
              progress: Callable[[str], None] | None = None) -> Evaluation:
     """Score every method on `dataset`.
 
     Images: AP50 and FPR_bg over every threshold >= `min_score`. Clips: the same, raw and after the
     temporal stage, which receives every detection >= `min_score` and whose own scores are ranked; and
     the states (a raw state is "some box >= `threshold`"), with each class prompted alone and with all
-    classes in one prompt.
+    classes in one prompt. `class_thresholds` give some classes a display threshold of their own.
     """
-    result = Evaluation(dataset.name, threshold, classes=tuple(dataset.classes), grace=grace)
+    own = dict(class_thresholds or {})
+    result = Evaluation(dataset.name, threshold, classes=tuple(dataset.classes), grace=grace, class_thresholds=own)
     classes = tuple(dataset.classes)
+    floors = tuple(own.get(c, threshold) for c in classes)
     for method in methods:
         if progress:
             progress(method.name)
@@ -296,14 +304,14 @@ def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold
         for k, clip in enumerate(dataset.clips):
             truth = presence_truth(clip, classes)
             alone = detect_per_class(detector, method, clip, classes, threshold=min_score, batch_size=batch_size)
-            smoothed_alone = {label: smooth(frames, (label,), threshold, smoother_options) for label, frames in alone.items()}
+            smoothed_alone = {label: smooth(frames, (label,), threshold, smoother_options, own) for label, frames in alone.items()}
             raw_pairs += pairs(clip, alone)
             smoothed_pairs += pairs(clip, {label: s.scored for label, s in smoothed_alone.items()})
-            tracks[ONE_CLASS][RAW].append(StateTrack(truth, np.hstack([raw_presence(alone[c], 1, threshold) for c in classes]), dataset.fps))
+            tracks[ONE_CLASS][RAW].append(StateTrack(truth, np.hstack([raw_presence(alone[c], 1, f) for c, f in zip(classes, floors)]), dataset.fps))
             tracks[ONE_CLASS][SMOOTHED].append(StateTrack(truth, np.hstack([smoothed_alone[c].states for c in classes]), dataset.fps))
             together = detect_together(detector, method, clip, classes, threshold=min_score, batch_size=batch_size)
-            raw_together = raw_presence(together, len(classes), threshold)
-            smoothed_together = smooth(together, classes, threshold, smoother_options).states
+            raw_together = raw_presence(together, len(classes), floors)
+            smoothed_together = smooth(together, classes, threshold, smoother_options, own).states
             tracks[ALL_CLASSES][RAW].append(StateTrack(truth, raw_together, dataset.fps))
             tracks[ALL_CLASSES][SMOOTHED].append(StateTrack(truth, smoothed_together, dataset.fps))
             if k == 0 and not result.timeline:
@@ -344,7 +352,8 @@ def state_table(evaluation: Evaluation):
     """A rich table of the states, one row per method, prompt and stage (delays in frames)."""
     from rich.table import Table
 
-    out = Table(title=f"states on {evaluation.dataset} (threshold {evaluation.threshold:g}, "
+    own = "".join(f", {name} {value:g}" for name, value in evaluation.class_thresholds.items())
+    out = Table(title=f"states on {evaluation.dataset} (threshold {evaluation.threshold:g}{own}, "
                       f"{evaluation.grace} frames of grace after each change)", title_justify="left")
     for header in ("method", "prompt", "stage"):
         out.add_column(header, no_wrap=True)

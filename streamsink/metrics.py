@@ -249,6 +249,19 @@ class StateReport:
             wrong += int((pairs & (track.states == said)).sum())
         return wrong / total if total else float("nan")
 
+    def class_counts(self) -> dict[str, np.ndarray]:
+        """Per class (column): "false_present" and "absent" pairs, "missed" and "present" pairs, as counted
+        by the rates (what a per-class choice of threshold adds up)."""
+        n = self.tracks[0].truth.shape[1] if self.tracks else 0
+        out = {key: np.zeros(n, np.int64) for key in ("false_present", "absent", "missed", "present")}
+        for track in self.tracks:
+            scored = self._scored(track)
+            out["absent"] += (scored & ~track.truth).sum(axis=0)
+            out["false_present"] += (scored & ~track.truth & track.states).sum(axis=0)
+            out["present"] += (scored & track.truth).sum(axis=0)
+            out["missed"] += (scored & track.truth & ~track.states).sum(axis=0)
+        return out
+
     def false_present(self) -> float:
         return self._rate(True, False)
 

@@ -1,7 +1,8 @@
 """Calibrated profiles: the threshold and sinks that `streamsink calibrate` chose for one model.
 
 A threshold picked by trial and error is a guess; a profile is a measurement. It
-records the display threshold, the number of attention sinks and their init that
+records the display threshold (and the classes that need one of their own: a
+detector scores some classes higher than others), the number of attention sinks and their init that
 gave the highest recall within a false-alarm budget on a labelled set, what they
 cost, and which model they were measured on, so a profile never silently applies
 to another model. A `profile.json` inside a local model's folder applies by
@@ -32,6 +33,9 @@ class ProfileError(StreamsinkError, ValueError):
 class Profile:
     """The settings a calibration chose (`threshold`, `sinks`, `sink_init`) and what they were measured on.
 
+    class_thresholds: the classes whose own threshold differs from `threshold`, by name; a class
+        the calibration set did not have takes `threshold`.
+
     model: the model's fingerprint (`model_fingerprint`); model_name: how it was named, for messages.
     max_false_alarms: the budget on the false-"present" rate it was chosen for.
     measured: the chosen settings' figures on the calibration set (false_present, missed, ...).
@@ -45,9 +49,10 @@ class Profile:
     max_false_alarms: float | None = None
     dataset: str = ""
     measured: dict[str, float] = field(default_factory=dict)
+    class_thresholds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not 0.0 <= self.threshold <= 1.0:
+        if not _is_threshold(self.threshold):
             raise ProfileError(f"profile threshold must be a number in [0, 1], got {self.threshold!r}")
         if isinstance(self.sinks, bool) or not isinstance(self.sinks, int) or self.sinks < 0:
             raise ProfileError(f"profile sinks must be an int >= 0, got {self.sinks!r}")
@@ -55,10 +60,14 @@ class Profile:
             raise ProfileError(f"profile sink_init must be one of {', '.join(SINK_INITS)}, got {self.sink_init!r}")
         if not isinstance(self.model, str) or not self.model:
             raise ProfileError("profile names no model fingerprint")
+        if not isinstance(self.class_thresholds, dict) or not all(
+                isinstance(k, str) and _is_threshold(v) for k, v in self.class_thresholds.items()):
+            raise ProfileError(f"profile class_thresholds must map class names to numbers in [0, 1], got {self.class_thresholds!r}")
 
     def settings(self) -> dict[str, object]:
         """The run settings this profile sets, by their RunSettings names."""
-        return {"threshold": float(self.threshold), "sinks": int(self.sinks), "sink_init": self.sink_init}
+        return {"threshold": float(self.threshold), "class_thresholds": dict(self.class_thresholds),
+                "sinks": int(self.sinks), "sink_init": self.sink_init}
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -70,6 +79,10 @@ class Profile:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         return path
+
+
+def _is_threshold(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 <= value <= 1.0
 
 
 def model_fingerprint(model: str | Path) -> str:
@@ -101,7 +114,8 @@ def load_profile(path: str | Path, model: str | Path | None = None) -> Profile:
         raise ProfileError(f"not a streamsink profile: {path} ({type(error).__name__})") from None
     if not isinstance(data, dict) or data.get("streamsink_profile") != PROFILE_VERSION:
         raise ProfileError(f"not a streamsink profile (version {PROFILE_VERSION}): {path}")
-    known = {"threshold", "sinks", "sink_init", "model", "model_name", "max_false_alarms", "dataset", "measured"}
+    known = {"threshold", "sinks", "sink_init", "model", "model_name", "max_false_alarms", "dataset", "measured",
+             "class_thresholds"}
     missing = {"threshold", "sinks", "sink_init", "model"} - data.keys()
     if missing:
         raise ProfileError(f"profile {path} lacks {', '.join(sorted(missing))}")

@@ -21,8 +21,9 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,8 @@ class RunSettings:
     dtype: "auto" (fp16 on CUDA, fp32 elsewhere), "fp32", "fp16" or "bf16".
     sinks, sink_init: attention sinks appended to every prompt (0: the stock model).
     threshold: minimum class score in [0, 1].
+    class_thresholds: a threshold of its own for some classes, by name (what a calibrated profile
+        sets: a detector scores some classes higher than others); other classes take `threshold`.
     batch_size: frames per forward pass.
     smooth, smoother_options: temporal smoothing on or off, and
         `TemporalSmoother`'s keyword arguments.
@@ -94,9 +97,10 @@ class RunSettings:
     max_latency: seconds a live batch waits to fill.
     buffer, retries: live sources: frames kept before the oldest is dropped,
         and network reconnect attempts in a row.
-    profile: a profile from `streamsink calibrate` (a JSON path) that sets threshold, sinks and
-        sink_init; None takes the `profile.json` inside a local model's folder if there is one;
-        "none" takes no profile. A setting the caller moved off its default is kept.
+    profile: a profile from `streamsink calibrate` (a JSON path) that sets threshold, class
+        thresholds, sinks and sink_init; None takes the `profile.json` inside a local model's
+        folder if there is one; "none" takes no profile. A setting the caller moved off its
+        default is kept (a threshold given so also drops the profile's class thresholds).
     """
 
     model: str = DEFAULT_MODEL
@@ -105,6 +109,7 @@ class RunSettings:
     sinks: int = 16
     sink_init: str = "mean"
     threshold: float = 0.3
+    class_thresholds: Mapping[str, float] = field(default_factory=dict)
     batch_size: int = 4
     smooth: bool = True
     smoother_options: Mapping[str, Any] = field(default_factory=dict)
@@ -122,6 +127,7 @@ class RunSettings:
         if self.dtype is None:
             object.__setattr__(self, "dtype", "auto")
         object.__setattr__(self, "smoother_options", dict(self.smoother_options or {}))
+        object.__setattr__(self, "class_thresholds", dict(self.class_thresholds or {}))
         if not isinstance(self.model, str):
             object.__setattr__(self, "model", str(self.model))
 
@@ -134,7 +140,7 @@ class RunSettings:
         return self.with_profile()._checked()
 
     def with_profile(self) -> RunSettings:
-        """These settings with the profile's threshold, sinks and sink_init where they are at their defaults.
+        """These settings with the profile's thresholds, sinks and sink_init where they are at their defaults.
 
         The result names the profile's file; applying it again changes nothing (its values are in).
         """
@@ -148,11 +154,17 @@ class RunSettings:
         profile = load_profile(path, self.model)
         defaults = RunSettings()
         changes = {k: v for k, v in profile.settings().items() if getattr(self, k) == getattr(defaults, k)}
+        if self.threshold != defaults.threshold:  # the profile's class thresholds were measured with its threshold
+            changes.pop("class_thresholds", None)
         logger.info("profile %s sets %s", path, changes or "nothing (every setting of it given explicitly)")
         return dataclasses.replace(self, profile=str(path), **changes)
 
     def _checked(self) -> RunSettings:
         check_threshold(self.threshold)
+        for name, value in self.class_thresholds.items():
+            if not isinstance(name, str) or not name.strip():
+                raise SettingsError("class_thresholds", "class thresholds", f"must be keyed by class names, got {name!r}")
+            check_threshold(value, f"threshold of {name!r}", "class_thresholds")
         check_int("batch_size", self.batch_size, 1)
         check_max_latency(self.max_latency)
         check_int("sinks", self.sinks, 0)
@@ -173,6 +185,10 @@ class RunSettings:
             except TypeError as error:  # a name the smoother does not take: one line, not a traceback
                 raise SettingsError("smoother_options", "smoother_options", f"has an unknown option: {error}") from None
         return self
+
+    def thresholds_of(self, classes: Sequence[str]) -> tuple[float, ...]:
+        """Each class's display threshold, in the order given: its own, else `threshold`."""
+        return tuple(float(self.class_thresholds.get(name, self.threshold)) for name in classes)
 
     @property
     def torch_dtype(self) -> str | None:
@@ -202,9 +218,9 @@ def cache_folder() -> Path:
     return Path(base) / "streamsink"
 
 
-def check_threshold(threshold: float) -> None:
-    if not 0.0 <= threshold <= 1.0:
-        raise SettingsError("threshold", "threshold", f"must be in [0, 1], got {threshold}")
+def check_threshold(threshold: float, what: str = "threshold", name: str = "threshold") -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0.0 <= threshold <= 1.0:
+        raise SettingsError(name, what, f"must be in [0, 1], got {threshold!r}")
 
 
 def check_max_latency(max_latency: float) -> None:

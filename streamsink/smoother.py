@@ -51,7 +51,7 @@ time per frame is O(objects x detections) small numpy operations.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 
 import numpy as np
@@ -107,6 +107,8 @@ class TemporalSmoother:
 
     labels: the prompted classes, in the detector's order; every `update` must carry exactly these.
     threshold: the display threshold an object's accumulated score must reach, [0, 1].
+    class_thresholds: a threshold of its own for some classes, by name (a calibrated profile's:
+        a detector scores some classes higher than others); names not prompted are ignored.
     rate: weight of the newest frame in an object's score, (0, 1]; 1 follows the detector's scores.
     margin: detections scoring more than this under `threshold` are not evidence, [0, 1]: the
         weakest queries of a trained detector name shapes at random and only dilute the labels.
@@ -129,6 +131,7 @@ class TemporalSmoother:
         labels: Sequence[str],
         *,
         threshold: float = 0.3,
+        class_thresholds: Mapping[str, float] | None = None,
         rate: float = 0.5,
         margin: float = DEFAULT_MARGIN,
         iou: float = 0.3,
@@ -150,6 +153,11 @@ class TemporalSmoother:
             twice = next(label for label in self._labels if self._labels.count(label) > 1)
             raise ValueError(f"labels must be unique, got {twice!r} more than once")
         self.threshold = _check_float("threshold", threshold, 0.0, 1.0, low_open=False, high_open=False)
+        self.class_thresholds = {str(name): _check_float(f"threshold of {name!r}", value, 0.0, 1.0, low_open=False,
+                                                         high_open=False)
+                                 for name, value in dict(class_thresholds or {}).items()}
+        # Each label's display threshold, indexed by class id.
+        self._thresholds = np.array([self.class_thresholds.get(label, self.threshold) for label in self._labels])
         self.rate = _check_float("rate", rate, 0.0, 1.0, low_open=True, high_open=False)
         self.margin = _check_float("margin", margin, 0.0, 1.0, low_open=False, high_open=False)
         self.iou = _check_float("iou", iou, 0.0, 1.0, low_open=True, high_open=False)
@@ -201,7 +209,8 @@ class TemporalSmoother:
         self._births(xyxy[unexplained], scores[unexplained], cls[unexplained])
         self._release()
         score, label = self._scores()
-        self._shown = (score >= self.threshold) | (self._shown & (score >= self.keep * self.threshold))
+        bar = self._thresholds[label]
+        self._shown = (score >= bar) | (self._shown & (score >= self.keep * bar))
         self._update_states(label[self._shown])
         return self._detections(self._shown, score, label)
 
@@ -229,7 +238,7 @@ class TemporalSmoother:
         scores = detections.scores.astype(np.float64)
         cls = detections.class_id.copy()
         finite = np.isfinite(xyxy).all(axis=1) & np.isfinite(scores)
-        finite &= np.nan_to_num(scores, nan=-1.0) >= self.threshold - self.margin
+        finite &= np.nan_to_num(scores, nan=-1.0) >= self._thresholds[cls] - self.margin
         if not finite.all():
             logger.debug("dropping %d detections with non-finite values", int((~finite).sum()))
         order = np.flatnonzero(finite)[np.argsort(-scores[finite], kind="stable")][: self.max_boxes]
@@ -304,7 +313,8 @@ class TemporalSmoother:
 
     def __repr__(self) -> str:
         return (
-            f"TemporalSmoother(labels={self._labels!r}, threshold={self.threshold:g}, rate={self.rate:g}, margin={self.margin:g}, "
+            f"TemporalSmoother(labels={self._labels!r}, threshold={self.threshold:g}, "
+            f"class_thresholds={self.class_thresholds!r}, rate={self.rate:g}, margin={self.margin:g}, "
             f"iou={self.iou:g}, merge_iou={self.merge_iou:g}, keep={self.keep:g}, "
             f"label_weight={self.label_weight:g}, smoothing={self.smoothing:g}, "
             f"present_after={self.present_after}, absent_after={self.absent_after}, forget={self.forget:g}, "

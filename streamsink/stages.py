@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 from streamsink.channels import END, Failure
@@ -85,13 +86,19 @@ class DetectStages:
 
     prepare: frames to pixels on the device; infer: forward pass and scoring;
     finish: boxes to numpy. Calling the object runs the three in a row, which
-    is what the pipelined engine must equal.
+    is what the pipelined engine must equal. `threshold` is one score for all
+    classes or one per class (the detector keeps the lowest; finish the rest).
     """
 
-    def __init__(self, detector: Any, classes: tuple[str, ...], threshold: float) -> None:
+    def __init__(self, detector: Any, classes: tuple[str, ...], threshold: float | Sequence[float]) -> None:
         self.detector = detector
         self.classes = classes
-        self.threshold = threshold
+        floors = (threshold,) * len(classes) if isinstance(threshold, Real) else tuple(threshold)
+        if len(floors) != len(classes):
+            raise ValueError(f"{len(floors)} thresholds for {len(classes)} classes {classes}")
+        self.floors = tuple(float(floor) for floor in floors)
+        self.threshold = min(self.floors, default=0.0)
+        self._per_class = any(floor != self.threshold for floor in self.floors)
         self._staged = all(hasattr(detector, name) for name in ("prepare", "infer", "finish"))
 
     @property
@@ -113,13 +120,14 @@ class DetectStages:
         return self.detector.detect(prepared, self.classes, threshold=self.threshold)
 
     def finish(self, pending: Any) -> list[Detections]:
-        return self.detector.finish(pending) if self._staged else pending
+        found = self.detector.finish(pending) if self._staged else pending
+        return [d.at_least(self.floors) for d in found] if self._per_class else found
 
     def __call__(self, batch: list[Frame]) -> list[Detections]:
         return self.finish(self.infer(self.prepare(batch)))
 
 
-def make_detect(detector: Any, classes: tuple[str, ...], threshold: float) -> DetectStages:
+def make_detect(detector: Any, classes: tuple[str, ...], threshold: float | Sequence[float]) -> DetectStages:
     """Adapt a `SinkDetector` (arrays in) to the engine's batches of `Frame`s, stage by stage."""
     return DetectStages(detector, classes, threshold)
 
@@ -169,9 +177,11 @@ class RoutedDetect:
     part is its own forward pass (a pass takes one prompt), so sources that
     share a prompt share passes. Results come back in the batch's order.
     `prompts` may be `LivePrompts`: a changed prompt is read at the next batch.
+    `threshold` is a score, or a function of a prompt's classes giving one per class.
     """
 
-    def __init__(self, detector: Any, prompts: Mapping[str, tuple[str, ...]] | LivePrompts, threshold: float) -> None:
+    def __init__(self, detector: Any, prompts: Mapping[str, tuple[str, ...]] | LivePrompts,
+                 threshold: float | Callable[[tuple[str, ...]], Sequence[float]]) -> None:
         self._prompts = prompts if isinstance(prompts, LivePrompts) else dict(prompts)
         self._detector, self._threshold = detector, threshold
         self._stages: dict[tuple[str, ...], DetectStages] = {}
@@ -182,7 +192,8 @@ class RoutedDetect:
     def _stages_for(self, classes: tuple[str, ...]) -> DetectStages:
         stages = self._stages.get(classes)
         if stages is None:
-            stages = self._stages[classes] = DetectStages(self._detector, classes, self._threshold)
+            floors = self._threshold(classes) if callable(self._threshold) else self._threshold
+            stages = self._stages[classes] = DetectStages(self._detector, classes, floors)
         return stages
 
     def _split(self, batch: list[Frame]) -> dict[tuple[str, ...], list[int]]:

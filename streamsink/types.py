@@ -162,6 +162,12 @@ class Detections:
             raise IndexError(f"Detections: boolean mask expected ({len(self)},), got {mask.shape}")
         return Detections(self.xyxy[mask], self.scores[mask], self.class_id[mask], self.labels)
 
+    def at_least(self, floors: Sequence[float]) -> Detections:
+        """The boxes scoring at least their class's floor (`floors[class_id]`, one per label)."""
+        if len(floors) != len(self.labels):
+            raise ValueError(f"at_least needs one floor per label ({len(self.labels)}), got {len(floors)}")
+        return self[self.scores >= np.asarray(floors, np.float32)[self.class_id]]
+
     @property
     def class_names(self) -> list[str]:
         return [self.labels[i] for i in self.class_id]

@@ -21,11 +21,12 @@ def fake_model(tmp_path, name="model", weights=b"w" * 100):
 def test_a_profile_round_trips_and_applies_to_its_model_only(tmp_path):
     model, other = fake_model(tmp_path), fake_model(tmp_path, "other", b"v" * 100)
     profile = Profile(0.42, 8, "random", model_fingerprint(model), model_name=str(model), max_false_alarms=0.02,
-                      measured={"false_present": 0.015, "missed": 0.1})
+                      measured={"false_present": 0.015, "missed": 0.1}, class_thresholds={"triangle": 0.55})
     path = profile.save(model / "profile.json")
     assert load_profile(path, model) == profile
     assert default_profile(model) == path and default_profile(other) is None
-    assert profile.settings() == {"threshold": 0.42, "sinks": 8, "sink_init": "random"}
+    assert profile.settings() == {"threshold": 0.42, "class_thresholds": {"triangle": 0.55}, "sinks": 8,
+                                  "sink_init": "random"}
     with pytest.raises(ProfileError, match="calibrated for another model"):
         load_profile(path, other)
 
@@ -45,6 +46,10 @@ def test_retrained_weights_of_one_architecture_are_another_model(tmp_path):
         ('{"streamsink_profile": 1, "threshold": 3, "sinks": 4, "sink_init": "mean", "model": "m"}', "threshold must be"),
         ('{"streamsink_profile": 1, "threshold": 0.3, "sinks": -1, "sink_init": "mean", "model": "m"}', "sinks must be"),
         ('{"streamsink_profile": 1, "threshold": 0.3, "sinks": 4, "sink_init": "zero", "model": "m"}', "sink_init must be"),
+        ('{"streamsink_profile": 1, "threshold": 0.3, "sinks": 4, "sink_init": "mean", "model": "m", '
+         '"class_thresholds": {"dog": 1.5}}', "class_thresholds must map"),
+        ('{"streamsink_profile": 1, "threshold": 0.3, "sinks": 4, "sink_init": "mean", "model": "m", '
+         '"class_thresholds": [0.3]}', "class_thresholds must map"),
     ],
 )
 def test_bad_profiles_are_one_line_errors(tmp_path, text, needle):
@@ -92,6 +97,79 @@ def test_a_model_folders_profile_applies_by_default_and_explicit_settings_win(tm
     explicit = RunSettings(model=str(model), threshold=0.5).validate()
     assert (explicit.threshold, explicit.sinks) == (0.5, 8)
     assert RunSettings(model=str(model), profile="none").validate().threshold == RunSettings().threshold
+
+
+def test_a_profiles_class_thresholds_apply_with_its_threshold_only(tmp_path):
+    from streamsink.settings import RunSettings
+
+    model = fake_model(tmp_path)
+    Profile(0.42, 8, "random", model_fingerprint(model), class_thresholds={"cat": 0.6}).save(model / "profile.json")
+    applied = RunSettings(model=str(model)).validate()
+    assert applied.class_thresholds == {"cat": 0.6} and applied.thresholds_of(("dog", "cat")) == (0.42, 0.6)
+    # A threshold given explicitly replaces the profile's measurement as a whole: its class thresholds go too.
+    assert RunSettings(model=str(model), threshold=0.5).validate().thresholds_of(("dog", "cat")) == (0.5, 0.5)
+    given = RunSettings(model=str(model), class_thresholds={"dog": 0.7}).validate()
+    assert given.thresholds_of(("dog", "cat")) == (0.7, 0.42), "class thresholds given win over the profile's"
+
+
+def test_per_class_choice_is_the_fewest_misses_within_the_budget():
+    import numpy as np
+
+    from streamsink.calibrate import per_class_choice
+
+    def at(false_present, missed):
+        return {"false_present": np.array(false_present), "missed": np.array(missed),
+                "absent": np.array([100, 100]), "present": np.array([50, 50])}
+
+    # Class 0 is clean at either threshold; class 1 raises alarms unless held at 0.6.
+    counts = {0.3: at([1, 9], [2, 1]), 0.6: at([0, 1], [10, 3])}
+    assert per_class_choice(counts, budget=2) == (0.3, 0.6)  # 2 false present, 5 missed
+    assert per_class_choice(counts, budget=10) == (0.3, 0.3)  # 10 false present, 3 missed
+    assert per_class_choice(counts, budget=1) == (0.6, 0.6)
+    assert per_class_choice(counts, budget=0) is None
+
+
+class NoisyCatDetector:
+    """A dog seen at 0.4 on frames 5-29 and a background "cat" at 0.45 on every frame: no one threshold
+    both keeps the dog and drops the cat, a threshold per class does."""
+
+    def with_sinks(self, sinks, sink_init=None):
+        return self
+
+    def detect(self, frames, prompt, *, threshold=0.3):
+        import numpy as np
+
+        from streamsink.types import Detections
+
+        labels = tuple(prompt)
+        out = []
+        for image in frames:
+            frame = int(image[0, 0, 0])
+            found = [(labels.index("cat"), [100, 100, 130, 130], 0.45)]
+            if 5 <= frame <= 29:
+                found.append((labels.index("dog"), [10, 10, 50, 50], 0.4))
+            found = [f for f in found if f[2] > threshold]
+            out.append(Detections(np.array([b for _, b, _ in found], np.float32).reshape(-1, 4),
+                                  np.array([s for _, _, s in found], np.float32),
+                                  np.array([c for c, _, _ in found], np.int64), labels))
+        return out
+
+
+def test_calibrate_gives_a_noisy_class_a_threshold_of_its_own(tmp_path):
+    from test_evaluate import scripted_dataset
+
+    model = fake_model(tmp_path)
+    result = calibrate(NoisyCatDetector(), scripted_dataset(), model=str(model), max_false_alarms=0.05,
+                       sink_counts=(0,), thresholds=(0.3, 0.5), min_score=0.05)
+    single = {c.threshold: c for c in result.candidates if not c.class_thresholds}
+    assert single[0.3].false_present > 0.05 and single[0.5].missed == 1.0, "one threshold: alarms or no dog"
+    profile = result.profile
+    assert (profile.threshold, profile.class_thresholds) == (0.5, {"dog": 0.3})
+    assert result.chosen.false_present == 0.0 and result.chosen.missed == 0.0
+    assert any("one threshold for every class would miss 100.0%" in line for line in result.report())
+    alone = calibrate(NoisyCatDetector(), scripted_dataset(), model=str(model), max_false_alarms=0.05,
+                      sink_counts=(0,), thresholds=(0.3, 0.5), min_score=0.05, per_class=False)
+    assert (alone.profile.threshold, alone.profile.class_thresholds) == (0.5, {})
 
 
 @pytest.mark.parametrize("command", [["process", "clip.mp4", "-p", "dog"], ["watch", "camera0", "-p", "dog"], ["eval"]])

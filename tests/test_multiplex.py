@@ -173,6 +173,20 @@ def test_routed_detect_splits_a_batch_by_prompt():
     assert [r.labels for r in results] == [("dog",), ("car",), ("dog",), ("dog",), ("car",)]
 
 
+def test_detect_stages_hold_each_class_to_its_own_threshold():
+    class Fixed:
+        def detect(self, images, classes, threshold):
+            keep = np.array([0.35, 0.45, 0.55]) > threshold
+            return [Detections(np.tile([0, 0, 4, 4], (3, 1))[keep], np.array([0.35, 0.45, 0.55])[keep],
+                               np.array([0, 1, 1])[keep], classes) for _ in images]
+
+    asked = []
+    routed = RoutedDetect(Fixed(), {"a": ("dog", "cat")}, lambda classes: asked.append(classes) or (0.3, 0.5))
+    found = routed([Frame(np.zeros((4, 4, 3), np.uint8), 0, 0.0, "a")])[0]
+    assert found.scores.tolist() == pytest.approx([0.35, 0.55]), "the dog at 0.35 passes 0.3, the cat at 0.45 not 0.5"
+    assert asked == [("dog", "cat")], "the floors of a prompt are asked for once"
+
+
 # ---------------------------------------------------------------- with a real (tiny, random) detector
 
 

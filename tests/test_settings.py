@@ -62,7 +62,8 @@ def _non_default(action: argparse.Action) -> list[str]:
         return [flag, str((action.default or 0) + 1)]
     if action.type is float:
         return [flag, str((action.default or 0.0) + 0.25)]
-    return [flag, {"model": "some/other-model", "device": "cpu", "profile": "none"}[action.dest]]
+    return [flag, {"model": "some/other-model", "device": "cpu", "profile": "none",
+                   "class_thresholds": "dog=0.45"}[action.dest]]
 
 
 FIELDS = set(RunSettings.field_names())

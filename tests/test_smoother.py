@@ -213,6 +213,22 @@ def test_expected_scores_on_a_hand_made_stream():
     assert shown == [1, 1, 1, 1, 1, 0]  # shown from 0.4 >= 0.3, kept while >= 0.15 (keep x threshold)
 
 
+def test_a_class_with_a_threshold_of_its_own_is_shown_and_present_by_it():
+    """A calibrated profile holds a noisy class to a higher bar: its object at 0.47 is not shown where
+    another class's at 0.47 is; its evidence floor (margin under its threshold) moves with it."""
+    smoother = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.5, "horse": 0.1}, rate=1.0)
+    out = smoother.update(dets([[10, 10, 50, 50], [100, 100, 150, 150]], [0, 1], [0.47, 0.47]))
+    assert out.class_names == ["dog"] and smoother.states["cat"] == "absent"
+    assert sorted(smoother.scored().class_names) == ["cat", "dog"], "still scored, for evaluation"
+    out = smoother.update(dets([[10, 10, 50, 50], [100, 100, 150, 150]], [0, 1], [0.47, 0.55]))
+    assert sorted(out.class_names) == ["cat", "dog"] and smoother.states["cat"] == "present"
+    fresh = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.6})
+    fresh.update(dets([100, 100, 150, 150], [1], [0.5]))  # under 0.6 - margin: not evidence at all
+    assert len(fresh.scored()) == 0
+    with pytest.raises(ValueError, match="threshold of 'cat' must be in"):
+        TemporalSmoother(LABELS, class_thresholds={"cat": 1.5})
+
+
 def test_duplicate_queries_on_one_object_are_one_box_with_both_classes_as_evidence():
     smoother = TemporalSmoother(LABELS, rate=1.0)
     out = smoother.update(dets([[100, 100, 200, 200], [102, 101, 199, 203]], [0, 2], [0.7, 0.5]))

@@ -372,9 +372,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.methods)
     settings = RunSettings(model=args.model, device=args.device, threshold=args.threshold, batch_size=args.batch_size,
-                           sinks=0, profile=args.profile, backend=args.backend).validate()
-    if not 0.0 <= args.min_score <= settings.threshold:
-        raise UsageError(f"--min-score must be in [0, --threshold={settings.threshold}], got {args.min_score}")
+                           class_thresholds=args.class_thresholds, sinks=0, profile=args.profile,
+                           backend=args.backend).validate()
+    lowest = min([settings.threshold, *settings.class_thresholds.values()])
+    if not 0.0 <= args.min_score <= lowest:
+        raise UsageError(f"--min-score must be in [0, the lowest threshold {lowest:g}], got {args.min_score}")
     console = stderr_console()
     if settings.profile not in (None, NO_PROFILE):
         from streamsink.profile import load_profile
@@ -383,7 +385,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         name = f"sinks-{chosen.sink_init}-{chosen.sinks}" if chosen.sinks else "stock"
         if name not in [m.name for m in methods]:
             methods.append(Method(name, sinks=chosen.sinks, sink_init=chosen.sink_init))
-        console.print(f"profile {settings.profile}: threshold {settings.threshold:g}, method {name}")
+        own = "".join(f", {label} {value:g}" for label, value in settings.class_thresholds.items())
+        console.print(f"profile {settings.profile}: threshold {settings.threshold:g}{own}, method {name}")
     if args.dataset == "shapes":
         dataset = shapes_dataset(args.seed, images=args.images, clips=args.clips, clip_frames=args.clip_frames)
     else:
@@ -392,7 +395,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with console.status("evaluating ...") as status:
         result = evaluate(
             detector, dataset, methods, threshold=settings.threshold, min_score=args.min_score,
-            batch_size=args.batch_size, progress=lambda name: status.update(f"evaluating {name} on {dataset.name} ..."),
+            class_thresholds=settings.class_thresholds, batch_size=args.batch_size, progress=lambda name: status.update(f"evaluating {name} on {dataset.name} ..."),
         )
     from rich.console import Console
 
@@ -440,7 +443,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     detector = _load(settings, console)
     with console.status("calibrating ...") as status:
         result = calibrate(detector, dataset, model=args.model, max_false_alarms=args.max_false_alarms,
-                           sink_counts=sink_counts, batch_size=args.batch_size,
+                           sink_counts=sink_counts, batch_size=args.batch_size, per_class=not args.one_threshold,
                            progress=lambda name: status.update(f"measuring {name} on {dataset.name} ..."))
     for line in result.report():
         console.print(line, highlight=False, soft_wrap=True)

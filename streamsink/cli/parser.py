@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
         sub.add_argument("--batch-size", type=int, default=4, help="frames per forward pass (default 4)")
         sub.add_argument("--threshold", type=float, default=0.3, help="minimum class score, 0..1 (default 0.3)")
+        add_class_thresholds(sub)
         sub.add_argument("--sinks", type=int, default=16, help="attention-sink tokens appended to the prompt; 0 = stock model (default 16)")
         sub.add_argument("--sink-init", choices=("mean", "random", "brackets"), default="mean", help="how sink embeddings are set (default mean)")
         sub.add_argument("--no-smooth", action="store_true", help="show raw per-frame detections, no temporal smoothing")
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cuda-graphs", action="store_true", help="CUDA: capture the forward pass as a CUDA graph at the fixed batch and size")
         add_profile(sub)
         sub.add_argument("--mqtt", metavar="URL", help="publish states and their changes: mqtt://[user:pass@]host[:port]/prefix (retained prefix/<source>/<class>, events at prefix/events)")
+
+    def add_class_thresholds(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--class-thresholds", type=class_thresholds, default={}, metavar="CLASS=T,...",
+                         help='a threshold of their own for some classes: "triangle=0.4,star=0.35" (default: the profile\'s)')
 
     def add_backend(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--backend", choices=BACKENDS, default="auto", help="what runs the per-frame graph: auto (OpenVINO on a CPU where it is installed), torch, or openvino (CPU; streamsink[openvino])")
@@ -105,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--clip-frames", type=int, default=150, help="shapes: frames per clip (default 150, 6 s)")
     evaluate.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
     evaluate.add_argument("--threshold", type=float, default=0.3, help="display threshold of the state rows (default 0.3, or the profile's)")
+    add_class_thresholds(evaluate)
     evaluate.add_argument("--min-score", type=float, default=0.01, help="lowest score kept for the curves (default 0.01)")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--device", default="auto")
@@ -122,13 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--images-dir", help="COCO: folder of the images (default: beside the annotation file)")
     calibrate.add_argument("--limit", type=int, default=64, help="COCO: calibrate on the first N images (default 64)")
     calibrate.add_argument("--seed", type=int, default=2, help="shapes: seed of the draw (default 2)")
-    calibrate.add_argument("--clips", type=int, default=4, help="shapes: clips (default 4)")
+    calibrate.add_argument("--clips", type=int, default=8, help="shapes: clips (default 8)")
     calibrate.add_argument("--clip-frames", type=int, default=150, help="shapes: frames per clip (default 150)")
     calibrate.add_argument("--max-false-alarms", type=float, required=True, metavar="RATE", help="budget on the false-'present' rate, e.g. 0.02")
     calibrate.add_argument("--sinks", default="0,4,8,16,24", help="sink counts to try, comma-separated (default 0,4,8,16,24)")
     calibrate.add_argument("--device", default="auto")
     add_backend(calibrate)
     calibrate.add_argument("--batch-size", type=int, default=8)
+    calibrate.add_argument("--one-threshold", action="store_true", help="one display threshold for every class (default: also try a threshold per class and keep it where it misses fewer)")
     calibrate.add_argument("-o", "--output", help="profile to write (default: profile.json in a local model's folder, else ./profile.json)")
     return parser
 
@@ -158,6 +165,20 @@ OUTPUT_OPTIONS = {
     "workers": "process_archive(workers=)",
     "overwrite": "process_archive(overwrite=)",
 }
+
+def class_thresholds(text: str) -> dict[str, float]:
+    """`--class-thresholds "triangle=0.4, star=0.35"` as {"triangle": 0.4, "star": 0.35}."""
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = item.partition("=")
+        try:
+            if not equals or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected CLASS=THRESHOLD items separated by commas, got {item!r}") from None
+    return out
+
 
 # Options given in other units on the command line than in RunSettings.
 _FROM_FLAG = {"max_latency": lambda ms: ms / 1000.0}  # milliseconds on the command line, seconds in a run

@@ -151,7 +151,8 @@ class StreamsinkFilter(GstBase.BaseTransform):
             self._smoother = smoothers[""] if smoothers else None
             self._carried = None
         if self._carried is None or self._frames % interval == 0:
-            raw = self._detector.detect([image], classes, threshold=detection_floor(settings))[0]
+            floors = detection_floor(settings, classes)
+            raw = self._detector.detect([image], classes, threshold=min(floors))[0].at_least(floors)
             if self._smoother is not None:
                 shown, states = self._smoother.update(raw), dict(self._smoother.states)
             else:
