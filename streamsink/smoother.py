@@ -189,7 +189,7 @@ class TemporalSmoother:
         self._vel = np.zeros((0, 4), np.float64)
         self._seen = np.zeros(0, np.float64)  # (objects,): exponential average of the object's best score
         self._named = np.zeros((0, n), np.float64)  # (objects, classes): each class's scores summed over its life
-        self._shown = np.zeros(0, bool)
+        self._shown_as = np.zeros(0, np.int64)  # (objects,): the label each is shown as, -1 when not shown
         self._present = np.zeros(n, bool)
         self._shown_run = np.zeros(n, np.int64)
         self._empty_run = np.zeros(n, np.int64)
@@ -210,9 +210,14 @@ class TemporalSmoother:
         self._release()
         score, label = self._scores()
         bar = self._thresholds[label]
-        self._shown = (score >= bar) | (self._shown & (score >= self.keep * bar))
-        self._update_states(label[self._shown])
-        return self._detections(self._shown, score, label)
+        # A shown object stays shown while it keeps `keep` x its label's threshold; when its label changes
+        # to a class held to a higher threshold, it qualifies again (or a noisy class rides on another's).
+        was = self._shown_as >= 0
+        kept = was & (score >= self.keep * bar) & (bar <= self._thresholds[np.where(was, self._shown_as, 0)])
+        shown = (score >= bar) | kept
+        self._shown_as = np.where(shown, label, -1)
+        self._update_states(label[shown])
+        return self._detections(shown, score, label)
 
     def scored(self) -> Detections:
         """Every live object with its label and accumulated score, shown or not (what evaluation ranks)."""
@@ -289,7 +294,7 @@ class TemporalSmoother:
         self._vel = np.concatenate([self._vel, np.zeros((len(heads), 4))])
         self._seen = np.concatenate([self._seen, self.rate * scores[heads]])
         self._named = np.concatenate([self._named, named])
-        self._shown = np.concatenate([self._shown, np.zeros(len(heads), bool)])
+        self._shown_as = np.concatenate([self._shown_as, np.full(len(heads), -1, np.int64)])
 
     def _release(self) -> None:
         """Drop objects whose evidence has faded under `forget`, and all but the `max_boxes` strongest."""
@@ -298,7 +303,7 @@ class TemporalSmoother:
             alive &= np.argsort(np.argsort(-self._seen, kind="stable"), kind="stable") < self.max_boxes
         if not alive.all():
             self._box, self._vel, self._seen = self._box[alive], self._vel[alive], self._seen[alive]
-            self._named, self._shown = self._named[alive], self._shown[alive]
+            self._named, self._shown_as = self._named[alive], self._shown_as[alive]
 
     def _update_states(self, shown_labels: np.ndarray) -> None:
         shown = np.bincount(shown_labels, minlength=len(self._labels)) > 0

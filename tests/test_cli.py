@@ -52,6 +52,10 @@ BAD_INPUTS = {
     "missing model": (["process", "{clip}", "--prompt", "dog", "--model", "{tmp}/no-model"], "no-model"),
     "batch size zero": (["process", "{clip}", "--prompt", "dog", "--batch-size", "0"], "batch size must be >= 1, got 0"),
     "threshold out of range": (["process", "{clip}", "--prompt", "dog", "--threshold", "1.5"], "threshold must be in [0, 1]"),
+    "class threshold out of range": (["process", "{clip}", "--prompt", "dog", "--class-thresholds", "dog=2"],
+                                     "threshold of 'dog' must be in [0, 1]"),
+    "class thresholds malformed": (["process", "{clip}", "--prompt", "dog", "--class-thresholds", "dog:0.4"],
+                                   "expected CLASS=THRESHOLD items"),
     "negative sinks": (["process", "{clip}", "--prompt", "dog", "--sinks", "-1"], "--sinks must be >= 0"),
     "unknown sink init": (["process", "{clip}", "--prompt", "dog", "--sink-init", "zeros"], "invalid choice"),
     "no prompt": (["process", "{clip}"], "--prompt"),
@@ -110,6 +114,23 @@ def test_process_end_to_end(tmp_path, tiny_checkpoint, capsys):
             assert det["label"] in ("dog", "tractor")
             assert len(det["box"]) == 4 and 0.0 <= det["score"] <= 1.0
     assert "wrote" in err
+
+
+@pytest.mark.parametrize("smooth", [[], ["--no-smooth"]])
+def test_a_class_threshold_holds_that_class_alone_to_it(tmp_path, tiny_checkpoint, sample_clip, capsys, smooth):
+    """A random checkpoint scores both classes everywhere: at threshold 0 with tractor held to 1.0, the
+    dogs stay and no tractor is ever shown, raw or after the temporal stage."""
+    jsonl = tmp_path / "out.jsonl"
+    code, _, err = run_cli(["process", sample_clip, "--prompt", "dog,tractor", "--model", tiny_checkpoint, "-o",
+                            tmp_path / "out.mp4", "--jsonl", jsonl, "--threshold", "0.0",
+                            "--class-thresholds", "tractor=1.0", "--raw", *smooth], capsys)
+    assert code == 0, err
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    shown = [d["label"] for r in records for d in r["detections"]]
+    assert "dog" in shown and "tractor" not in shown
+    assert all(r["states"]["tractor"] == "absent" for r in records)
+    if smooth:  # raw: what the detector kept is what was shown
+        assert all(d["label"] == "dog" for r in records for d in r["raw"])
 
 
 def test_process_jsonl_to_stdout_default_video_path(tmp_path, tiny_checkpoint, sample_clip, capsys, monkeypatch):

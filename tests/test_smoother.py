@@ -225,6 +225,17 @@ def test_a_class_with_a_threshold_of_its_own_is_shown_and_present_by_it():
     fresh = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.6})
     fresh.update(dets([100, 100, 150, 150], [1], [0.5]))  # under 0.6 - margin: not evidence at all
     assert len(fresh.scored()) == 0
+    # An object shown as a dog whose life comes to name it "cat" must pass the cat's own bar to be shown.
+    flip = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.9}, rate=1.0, label_weight=0.0)
+    assert flip.update(dets([10, 10, 50, 50], [0], [0.6])).class_names == ["dog"]
+    for _ in range(3):
+        out = flip.update(dets([10, 10, 50, 50], [1], [0.95]))
+    assert out.class_names == ["cat"], "at 0.95 it qualifies as a cat"
+    flip.reset()
+    flip.update(dets([10, 10, 50, 50], [0], [0.6]))
+    for _ in range(3):
+        out = flip.update(dets([10, 10, 50, 50], [1], [0.88]))
+    assert len(out) == 0 and flip.states["cat"] == "absent", "0.88 is no cat, however it was shown before"
     with pytest.raises(ValueError, match="threshold of 'cat' must be in"):
         TemporalSmoother(LABELS, class_thresholds={"cat": 1.5})
 
