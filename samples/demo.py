@@ -3,12 +3,12 @@
 It uses the trained demo model in samples/models/ (a real detector for the toy
 shapes world, not a general one; see samples/models/README.md). The clip holds
 circles, squares and stars; the prompt also names a triangle and a dog, which
-never appear. The model's folder holds its calibrated profile.json (threshold
-and sinks chosen by `streamsink calibrate` for a 2% false-alarm budget), which
-`process` applies by default. The model still confuses some shapes, so the
-output shows that too. Without
-a trained model (a checkout that dropped it), it falls back to a tiny checkpoint
-with RANDOM weights and says so loudly.
+never appear. The model's folder holds its calibrated profile.json (a threshold
+per class and the sinks, chosen by `streamsink calibrate` for a 1% false-alarm
+budget), which `process` applies by default. The model still confuses some
+shapes now and then, so the output shows that too. Without a trained model (a
+checkout that dropped it), it falls back to a tiny checkpoint with RANDOM
+weights and says so loudly.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def main() -> int:
     if trained:
         print(f"Using the trained demo model {model.relative_to(ROOT)}: it knows six shapes "
               "(circle square triangle star cross ring), nothing else.\n"
-              "      It boxes shapes well but sometimes names the wrong one (AP50 0.80 on fresh images; its\n"
-              "      profile.json sets threshold and sinks; samples/models/README.md has its figures).", file=sys.stderr)
+              "      It boxes shapes well but sometimes names the wrong one (AP50 0.90 on fresh images; its\n"
+              "      profile.json sets a threshold per class; samples/models/README.md has its figures).", file=sys.stderr)
     else:
         print(
             "NOTE: no trained demo model ships yet, so this demo uses a tiny checkpoint with RANDOM weights.\n"

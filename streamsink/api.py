@@ -58,7 +58,8 @@ def smoothers_for(prompts: Mapping[str, tuple[str, ...]], settings: RunSettings)
         return None
     from streamsink.smoother import TemporalSmoother
 
-    options = {"threshold": settings.threshold, "class_thresholds": settings.class_thresholds, **settings.smoother_options}
+    options = {"threshold": settings.threshold, "class_thresholds": settings.class_thresholds,
+               **settings.smoother_options}
     return {name: TemporalSmoother(classes, **options) for name, classes in prompts.items()}
 
 

@@ -10,9 +10,9 @@ and a lower threshold. The attention-sink paper finds 64 images enough to rank
 such settings; a few clips of a few hundred frames give thousands of pairs.
 
 One threshold for every class wastes the budget: a detector scores some classes
-higher than others (the demo model calls background "triangle" at 0.3-0.4 and
-real circles at 0.6), so a threshold low enough for the weak classes lets the
-noisy one raise alarms. Pairs are counted per class, so each sink setting also
+higher than others (session 8's demo model called background "triangle" at
+0.3-0.4; today's holds circles to 0.475 and crosses to 0.15), so a threshold low
+enough for the weak classes lets the noisy ones raise alarms. Pairs are counted per class, so each sink setting also
 gets a threshold per class: the choice with the fewest missed pairs whose false
 "present" pairs, added over the classes, stay within the budget (an exact
 small knapsack over the grid). That choice is then measured as a whole, and

@@ -304,10 +304,12 @@ def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold
         for k, clip in enumerate(dataset.clips):
             truth = presence_truth(clip, classes)
             alone = detect_per_class(detector, method, clip, classes, threshold=min_score, batch_size=batch_size)
-            smoothed_alone = {label: smooth(frames, (label,), threshold, smoother_options, own) for label, frames in alone.items()}
+            smoothed_alone = {label: smooth(frames, (label,), threshold, smoother_options, own)
+                              for label, frames in alone.items()}
             raw_pairs += pairs(clip, alone)
             smoothed_pairs += pairs(clip, {label: s.scored for label, s in smoothed_alone.items()})
-            tracks[ONE_CLASS][RAW].append(StateTrack(truth, np.hstack([raw_presence(alone[c], 1, f) for c, f in zip(classes, floors)]), dataset.fps))
+            raw_alone = np.hstack([raw_presence(alone[c], 1, floor) for c, floor in zip(classes, floors)])
+            tracks[ONE_CLASS][RAW].append(StateTrack(truth, raw_alone, dataset.fps))
             tracks[ONE_CLASS][SMOOTHED].append(StateTrack(truth, np.hstack([smoothed_alone[c].states for c in classes]), dataset.fps))
             together = detect_together(detector, method, clip, classes, threshold=min_score, batch_size=batch_size)
             raw_together = raw_presence(together, len(classes), floors)

@@ -62,7 +62,8 @@ class Profile:
             raise ProfileError("profile names no model fingerprint")
         if not isinstance(self.class_thresholds, dict) or not all(
                 isinstance(k, str) and _is_threshold(v) for k, v in self.class_thresholds.items()):
-            raise ProfileError(f"profile class_thresholds must map class names to numbers in [0, 1], got {self.class_thresholds!r}")
+            raise ProfileError("profile class_thresholds must map class names to numbers in [0, 1], "
+                               f"got {self.class_thresholds!r}")
 
     def settings(self) -> dict[str, object]:
         """The run settings this profile sets, by their RunSettings names."""

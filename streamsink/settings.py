@@ -163,7 +163,8 @@ class RunSettings:
         check_threshold(self.threshold)
         for name, value in self.class_thresholds.items():
             if not isinstance(name, str) or not name.strip():
-                raise SettingsError("class_thresholds", "class thresholds", f"must be keyed by class names, got {name!r}")
+                raise SettingsError("class_thresholds", "class thresholds",
+                                    f"must be keyed by class names, got {name!r}")
             check_threshold(value, f"threshold of {name!r}", "class_thresholds")
         check_int("batch_size", self.batch_size, 1)
         check_max_latency(self.max_latency)

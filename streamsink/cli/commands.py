@@ -395,7 +395,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with console.status("evaluating ...") as status:
         result = evaluate(
             detector, dataset, methods, threshold=settings.threshold, min_score=args.min_score,
-            class_thresholds=settings.class_thresholds, batch_size=args.batch_size, progress=lambda name: status.update(f"evaluating {name} on {dataset.name} ..."),
+            class_thresholds=settings.class_thresholds, batch_size=args.batch_size,
+            progress=lambda name: status.update(f"evaluating {name} on {dataset.name} ..."),
         )
     from rich.console import Console
 

@@ -166,6 +166,7 @@ OUTPUT_OPTIONS = {
     "overwrite": "process_archive(overwrite=)",
 }
 
+
 def class_thresholds(text: str) -> dict[str, float]:
     """`--class-thresholds "triangle=0.4, star=0.35"` as {"triangle": 0.4, "star": 0.35}."""
     out: dict[str, float] = {}
