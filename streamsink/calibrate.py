@@ -12,10 +12,10 @@ such settings; a few clips of a few hundred frames give thousands of pairs.
 One threshold for every class wastes the budget: a detector scores some classes
 higher than others (session 8's demo model called background "triangle" at
 0.3-0.4; today's holds circles to 0.475 and crosses to 0.15), so a threshold low
-enough for the weak classes lets the noisy ones raise alarms. Pairs are counted per class, so each sink setting also
-gets a threshold per class: the choice with the fewest missed pairs whose false
-"present" pairs, added over the classes, stay within the budget (an exact
-small knapsack over the grid). That choice is then measured as a whole, and
+enough for the weak classes lets the noisy ones raise alarms. Pairs are counted
+per class, so each sink setting also gets a threshold per class: the choice with
+the fewest missed pairs whose false "present" pairs, added over the classes, stay
+within the budget (an exact small knapsack over the grid). That choice is then measured as a whole, and
 competes with the single thresholds like any other candidate.
 """
 
@@ -31,6 +31,7 @@ from streamsink.evaluate import Dataset, Method, detect_together, presence_truth
 from streamsink.metrics import STATE_GRACE, StateReport, StateTrack
 from streamsink.profile import Profile, ProfileError, model_fingerprint
 from streamsink.settings import SINK_INITS
+from streamsink.types import thresholds_of
 
 SINK_COUNTS = (0, 4, 8, 16, 24)
 THRESHOLDS = tuple(round(float(t), 3) for t in np.arange(0.1, 0.801, 0.025))
@@ -122,8 +123,8 @@ def calibrate(detector, dataset: Dataset, *, model: str, max_false_alarms: float
 
         def measure(threshold: float, own: dict[str, float] | None = None) -> StateReport:
             tracks = []
+            floors = thresholds_of(classes, threshold, own)
             for frames, truth in zip(found, truths):
-                floors = tuple((own or {}).get(c, threshold) for c in classes)
                 states = (smooth(frames, classes, threshold, smoother_options, own).states if smoothed
                           else raw_presence(frames, len(classes), floors))
                 tracks.append(StateTrack(truth, states, dataset.fps))

@@ -23,7 +23,7 @@ import numpy as np
 
 from streamsink.errors import SourceError, SourceNotFoundError
 from streamsink.metrics import FPR_TARGETS, STATE_GRACE, AbstentionReport, PairResult, StateReport, StateTrack, runs
-from streamsink.types import Detections
+from streamsink.types import Detections, thresholds_of
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold
     own = dict(class_thresholds or {})
     result = Evaluation(dataset.name, threshold, classes=tuple(dataset.classes), grace=grace, class_thresholds=own)
     classes = tuple(dataset.classes)
-    floors = tuple(own.get(c, threshold) for c in classes)
+    floors = thresholds_of(classes, threshold, own)
     for method in methods:
         if progress:
             progress(method.name)

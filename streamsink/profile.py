@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from streamsink.errors import StreamsinkError
-from streamsink.types import SINK_INITS
+from streamsink.types import SINK_INITS, is_threshold
 
 PROFILE_NAME = "profile.json"  # the file inside a model folder that applies by default
 PROFILE_VERSION = 1
@@ -52,7 +52,7 @@ class Profile:
     class_thresholds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _is_threshold(self.threshold):
+        if not is_threshold(self.threshold):
             raise ProfileError(f"profile threshold must be a number in [0, 1], got {self.threshold!r}")
         if isinstance(self.sinks, bool) or not isinstance(self.sinks, int) or self.sinks < 0:
             raise ProfileError(f"profile sinks must be an int >= 0, got {self.sinks!r}")
@@ -61,7 +61,7 @@ class Profile:
         if not isinstance(self.model, str) or not self.model:
             raise ProfileError("profile names no model fingerprint")
         if not isinstance(self.class_thresholds, dict) or not all(
-                isinstance(k, str) and _is_threshold(v) for k, v in self.class_thresholds.items()):
+                isinstance(k, str) and is_threshold(v) for k, v in self.class_thresholds.items()):
             raise ProfileError("profile class_thresholds must map class names to numbers in [0, 1], "
                                f"got {self.class_thresholds!r}")
 
@@ -80,10 +80,6 @@ class Profile:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         return path
-
-
-def _is_threshold(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 <= value <= 1.0
 
 
 def model_fingerprint(model: str | Path) -> str:

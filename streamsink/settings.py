@@ -23,12 +23,11 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
 from streamsink.errors import StreamsinkError
-from streamsink.types import SINK_INITS
+from streamsink.types import SINK_INITS, is_threshold, thresholds_of
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +188,7 @@ class RunSettings:
 
     def thresholds_of(self, classes: Sequence[str]) -> tuple[float, ...]:
         """Each class's display threshold, in the order given: its own, else `threshold`."""
-        return tuple(float(self.class_thresholds.get(name, self.threshold)) for name in classes)
+        return thresholds_of(classes, self.threshold, self.class_thresholds)
 
     @property
     def torch_dtype(self) -> str | None:
@@ -220,7 +219,7 @@ def cache_folder() -> Path:
 
 
 def check_threshold(threshold: float, what: str = "threshold", name: str = "threshold") -> None:
-    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0.0 <= threshold <= 1.0:
+    if not is_threshold(threshold):
         raise SettingsError(name, what, f"must be in [0, 1], got {threshold!r}")
 
 

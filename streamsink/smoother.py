@@ -60,7 +60,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from streamsink.types import Detections, box_iou
+from streamsink.types import Detections, box_iou, thresholds_of
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class TemporalSmoother:
                                                          high_open=False)
                                  for name, value in dict(class_thresholds or {}).items()}
         # Each label's display threshold, indexed by class id.
-        self._thresholds = np.array([self.class_thresholds.get(label, self.threshold) for label in self._labels])
+        self._thresholds = np.array(thresholds_of(self._labels, self.threshold, self.class_thresholds))
         self.rate = _check_float("rate", rate, 0.0, 1.0, low_open=True, high_open=False)
         self.margin = _check_float("margin", margin, 0.0, 1.0, low_open=False, high_open=False)
         self.iou = _check_float("iou", iou, 0.0, 1.0, low_open=True, high_open=False)

@@ -9,11 +9,12 @@ enums whose values are the plain words the JSONL carries ("present",
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
+from numbers import Real
 
 import numpy as np
 
@@ -235,6 +236,18 @@ class Result:
     @property
     def pts(self) -> float:
         return self.frame.pts
+
+
+def is_threshold(value: object) -> bool:
+    """A number (not a bool) in [0, 1]: a score threshold."""
+    return not isinstance(value, bool) and isinstance(value, Real) and 0.0 <= value <= 1.0
+
+
+def thresholds_of(classes: Sequence[str], threshold: float,
+                  class_thresholds: Mapping[str, float] | None = None) -> tuple[float, ...]:
+    """Each class's display threshold, in the order given: its own (`class_thresholds`), else `threshold`."""
+    own = class_thresholds or {}
+    return tuple(float(own.get(name, threshold)) for name in classes)
 
 
 def raw_states(detections: Detections) -> dict[str, str]:

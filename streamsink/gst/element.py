@@ -147,11 +147,12 @@ class StreamsinkFilter(GstBase.BaseTransform):
             interval, draw = self._values["interval"], self._values["draw"]
         if classes != self._classes:  # a new prompt: its own smoother, from this frame on
             self._classes = classes
+            self._floors = detection_floor(settings, classes)
             smoothers = smoothers_for({"": classes}, settings)
             self._smoother = smoothers[""] if smoothers else None
             self._carried = None
         if self._carried is None or self._frames % interval == 0:
-            floors = detection_floor(settings, classes)
+            floors = self._floors
             raw = self._detector.detect([image], classes, threshold=min(floors))[0].at_least(floors)
             if self._smoother is not None:
                 shown, states = self._smoother.update(raw), dict(self._smoother.states)
