@@ -4,8 +4,8 @@ It uses the trained demo model in samples/models/ (a real detector for the toy
 shapes world, not a general one; see samples/models/README.md). The clip holds
 circles, squares and stars; the prompt also names a triangle and a dog, which
 never appear. The model's folder holds its calibrated profile.json (a threshold
-per class and the sinks, chosen by `streamsink calibrate` for a 1% false-alarm
-budget), which `process` applies by default. The model still confuses some
+per class and the sinks, chosen by `streamsink calibrate` for a 0.8% false-alarm
+budget on 48 clips), which `process` applies by default. The model still confuses some
 shapes now and then, so the output shows that too. Without a trained model (a
 checkout that dropped it), it falls back to a tiny checkpoint with RANDOM
 weights and says so loudly.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from streamsink.calibrate import calibrate, settings_grid
+from streamsink.calibrate import calibrate, per_clip_false_present, settings_grid
+from streamsink.metrics import StateReport, StateTrack
 from streamsink.profile import Profile, ProfileError, default_profile, load_profile, model_fingerprint
 
 
@@ -84,6 +86,28 @@ def test_calibrate_picks_the_highest_recall_within_the_budget(tmp_path):
     with pytest.raises(ProfileError, match="no setting keeps false present within"):
         calibrate(ScriptedDetector(), scripted_dataset(), model=str(model), max_false_alarms=0.0,
                   sink_counts=(0,), thresholds=(0.1,), min_score=0.05, smoother_options={"rate": 1.0})
+
+
+def test_the_report_says_how_far_clips_scatter_from_the_pooled_rate(tmp_path):
+    """The budget holds pooled over the calibration clips; one clip alone (like fresh footage) can be far
+    off, and the report says how far."""
+    from test_evaluate import ScriptedDetector, scripted_dataset
+
+    from streamsink.evaluate import Dataset
+
+    truth = np.zeros((20, 1), bool)
+    noisy, quiet = truth.copy(), truth.copy()
+    noisy[:4] = True  # 4 of 20 absent frames said present
+    report = StateReport([StateTrack(truth, noisy, 25.0), StateTrack(truth, quiet, 25.0)], grace=0)
+    assert per_clip_false_present(report) == (0.2, 0.0) and report.false_present() == 0.1
+
+    clip = scripted_dataset().clips[0]
+    twice = Dataset("scripted twice", ("dog", "cat"), [], [clip, clip])
+    result = calibrate(ScriptedDetector(), twice, model=str(fake_model(tmp_path)), max_false_alarms=0.05,
+                       sink_counts=(0,), thresholds=(0.3,), min_score=0.05)
+    rate = result.chosen.false_present
+    assert result.chosen.per_clip_false_present == (rate, rate)
+    assert f"per clip its false present ranges {rate:.1%}-{rate:.1%} over 2 clips" in "\n".join(result.report())
 
 
 def test_a_model_folders_profile_applies_by_default_and_explicit_settings_win(tmp_path):

@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--images-dir", help="COCO: folder of the images (default: beside the annotation file)")
     calibrate.add_argument("--limit", type=int, default=64, help="COCO: calibrate on the first N images (default 64)")
     calibrate.add_argument("--seed", type=int, default=2, help="shapes: seed of the draw (default 2)")
-    calibrate.add_argument("--clips", type=int, default=8, help="shapes: clips (default 8)")
+    calibrate.add_argument("--clips", type=int, default=24, help="shapes: clips (default 24: fewer fit the budget to their own draw)")
     calibrate.add_argument("--clip-frames", type=int, default=150, help="shapes: frames per clip (default 150)")
     calibrate.add_argument("--max-false-alarms", type=float, required=True, metavar="RATE", help="budget on the false-'present' rate, e.g. 0.02")
     calibrate.add_argument("--sinks", default="0,4,8,16,24", help="sink counts to try, comma-separated (default 0,4,8,16,24)")
