@@ -99,8 +99,9 @@ class Calibration:
                          f"(threshold {best.threshold:g})")
         per_clip = [rate for rate in chosen.per_clip_false_present if not math.isnan(rate)]
         if len(per_clip) > 1:
-            lines.append(f"  per clip its false present ranges {min(per_clip):.1%}-{max(per_clip):.1%} over {len(per_clip)} "
-                         "clips: fresh footage scatters as much, so budget below the rate you can bear")
+            lines.append(f"  per clip its false present ranges {min(per_clip):.1%}-{max(per_clip):.1%} over "
+                         f"{len(per_clip)} clips: fresh footage scatters as much, "
+                         "so budget below the rate you can bear")
         return lines
 
 
