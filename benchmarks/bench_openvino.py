@@ -3,8 +3,9 @@
 For each model and input size: one batch of footage frames, prepared once
 (resize and normalise are the same for both), then `infer` + `finish` (the
 forward pass of the per-frame graph, scoring, boxes to numpy) timed for
-torch eager, OpenVINO f32 and, where the CPU has bf16, OpenVINO bf16, the
-contenders alternating (A B C A B C ...), ratio of medians against torch.
+torch eager, OpenVINO f32 (a batch spread over streams, one request per
+frame), OpenVINO f32 with the batch as one request, and, where the CPU has
+bf16, OpenVINO bf16, the contenders alternating (A B C A B C ...), ratio of medians against torch.
 Both backends run with the same thread count. Before timing, every
 OpenVINO contender's detections are compared with torch's on those frames
 (same count, IoU >= 0.98, scores within 0.02) and the verdict printed.
@@ -48,6 +49,11 @@ def detectors(name: str, image_size: int | None, precisions: list[str]):
         other = SinkDetector(base.model, base.processor, device="cpu", backend="openvino", dtype=dtype,
                              image_size=image_size, **options)
         out[f"openvino {precision}"] = other
+    one_request = SinkDetector(base.model, base.processor, device="cpu", backend="openvino", image_size=image_size,
+                               **options)
+    if one_request.backend == "openvino":  # the batch as one request on all threads (before session 12)
+        one_request._runner.openvino.streams = 1
+        out["openvino f32, one request per batch"] = one_request
     return out
 
 

@@ -107,6 +107,26 @@ def test_graphs_are_cached_on_disk_and_invalidated_by_new_weights(tiny_checkpoin
     assert not (tmp_path / changed.key).exists()  # its graphs are converted anew, never read from the old key
 
 
+def test_a_batch_spread_over_streams_gives_the_one_request_numbers(tiny_checkpoint, tmp_path):
+    """Several frames run as one request each over parallel streams (throughput mode); a lone frame, or
+    streams=1, runs one request for the batch. Both give the same outputs, frames in order."""
+    torch_side = SinkDetector.from_pretrained(tiny_checkpoint, sinks=2, device="cpu", backend="torch")
+    text = torch_side.encode_prompt("dog . cat")
+    pixels = torch_side.preprocess(_random_frames(3, seed=4))
+    spread = OpenVINOForward(torch_side.model, threads=2, cache_dir=tmp_path)
+    whole = OpenVINOForward(torch_side.model, threads=2, streams=1, cache_dir=tmp_path)
+    got, expected = spread(pixels, text), whole(pixels, text)
+    assert list(spread._queues) == [(2, *pixels.shape[-2:], text.features.shape[1])] and not spread._requests
+    assert not whole._queues and len(whole._requests) == 1
+    np.testing.assert_allclose(got.logits, expected.logits, atol=1e-4)
+    np.testing.assert_allclose(got.pred_boxes, expected.pred_boxes, atol=1e-5)
+    assert got.spatial_shapes == expected.spatial_shapes
+    np.testing.assert_allclose(spread(pixels[1:2], text).pred_boxes, expected.pred_boxes[1:2], atol=1e-5)
+    assert len(spread._requests) == 1, "a lone frame runs on one request with every thread"
+    with pytest.raises(ValueError, match="streams must be an integer >= 1"):
+        OpenVINOForward(torch_side.model, streams=0)
+
+
 def test_conversion_failure_falls_back_to_torch_with_one_line(tiny_checkpoint, monkeypatch, caplog):
     import openvino
 
