@@ -231,7 +231,8 @@ class OpenVINOForward:
         graph, spatial_shapes = self._graph(height, width, length, pixels, text)
         graph = graph.clone()
         graph.reshape({graph.inputs[0]: [batch, 3, height, width]})
-        config = {**CPU_CONFIG, "INFERENCE_PRECISION_HINT": self.precision, "CACHE_DIR": str(self.cache_dir / "compiled"),
+        config = {**CPU_CONFIG, "INFERENCE_PRECISION_HINT": self.precision,
+                  "CACHE_DIR": str(self.cache_dir / "compiled"),
                   "INFERENCE_NUM_THREADS": self.threads or torch.get_num_threads(), **options}
         try:
             return self.core.compile_model(graph, "CPU", config), spatial_shapes
