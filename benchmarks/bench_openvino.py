@@ -5,7 +5,8 @@ For each model and input size: one batch of footage frames, prepared once
 forward pass of the per-frame graph, scoring, boxes to numpy) timed for
 torch eager, OpenVINO f32 (a batch spread over streams, one request per
 frame), OpenVINO f32 with the batch as one request, and, where the CPU has
-bf16, OpenVINO bf16, the contenders alternating (A B C A B C ...), ratio of medians against torch.
+bf16, OpenVINO bf16, the contenders alternating (A B C A B C ...), ratio of
+medians against torch.
 Both backends run with the same thread count. Before timing, every
 OpenVINO contender's detections are compared with torch's on those frames
 (same count, IoU >= 0.98, scores within 0.02) and the verdict printed.
@@ -36,8 +37,9 @@ def checkpoint_of(name: str) -> Path:
     return DEMO if name == "demo" else common.checkpoint(name)
 
 
-def detectors(name: str, image_size: int | None, precisions: list[str]):
-    """torch, then one OpenVINO detector per precision, sharing one loaded model."""
+def detectors(name: str, image_size: int | None, precisions: list[str], *, one_request: bool = False):
+    """torch, then one OpenVINO detector per precision, sharing one loaded model (`one_request`: also
+    OpenVINO f32 running a batch as one request on all threads, the path before session 12)."""
     from streamsink.detector import SinkDetector
 
     options = {"sinks": 24, "sink_init": "brackets"} if name == "demo" else {"sinks": 16}
@@ -49,11 +51,12 @@ def detectors(name: str, image_size: int | None, precisions: list[str]):
         other = SinkDetector(base.model, base.processor, device="cpu", backend="openvino", dtype=dtype,
                              image_size=image_size, **options)
         out[f"openvino {precision}"] = other
-    one_request = SinkDetector(base.model, base.processor, device="cpu", backend="openvino", image_size=image_size,
-                               **options)
-    if one_request.backend == "openvino":  # the batch as one request on all threads (before session 12)
-        one_request._runner.openvino.streams = 1
-        out["openvino f32, one request per batch"] = one_request
+    if one_request:
+        whole = SinkDetector(base.model, base.processor, device="cpu", backend="openvino", image_size=image_size,
+                             **options)
+        if whole.backend == "openvino":
+            whole._runner.openvino.streams = 1
+            out["openvino f32, one request per batch"] = whole
     return out
 
 
@@ -61,7 +64,7 @@ def forward_times(name: str, image_size: int | None, frames, batch: int, rounds:
     from streamsink.testing.agreement import frames_disagreeing
 
     prompt = DEMO_PROMPT if name == "demo" else common.PROMPT
-    contenders = detectors(name, image_size, precisions)
+    contenders = detectors(name, image_size, precisions, one_request=True)
     prepared = contenders["torch"].prepare(frames[:batch])
     shape = tuple(prepared.groups[0][1].shape[-2:])
     threshold = 0.1 if name == "demo" else common.THRESHOLD

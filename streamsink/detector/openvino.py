@@ -182,11 +182,11 @@ class OpenVINOForward:
     def __call__(self, pixels: torch.Tensor, text: TextEncoding) -> RawOutput:
         batch, _, height, width = pixels.shape
         length = text.features.shape[1]
-        threads = self.threads or torch.get_num_threads()
+        threads = self._thread_count()
         streams = min(self.streams or threads, threads, batch)
         frames = pixels.detach().float().numpy()
         if streams > 1:
-            logits, boxes, spatial_shapes = self._spread(streams, frames, text, pixels)
+            logits, boxes, spatial_shapes = self._spread(streams, frames, height, width, length, pixels, text)
         else:
             request, spatial_shapes = self._request(batch, height, width, length, pixels, text)
             outputs = request.infer([frames, *_text_arrays(text)])  # copies out: buffers are reused next call
@@ -194,14 +194,13 @@ class OpenVINOForward:
         return RawOutput(torch.from_numpy(logits).to(pixels.dtype), torch.from_numpy(boxes).to(pixels.dtype), None,
                          spatial_shapes)
 
-    def _spread(self, streams: int, frames: np.ndarray, text: TextEncoding, pixels):
+    def _spread(self, streams: int, frames: np.ndarray, height: int, width: int, length: int, pixels, text):
         """One request per frame over `streams` parallel streams; (logits, boxes) in frame order."""
-        _, _, height, width = frames.shape
-        key = (streams, height, width, text.features.shape[1])
+        key = (streams, height, width, length)
         if key not in self._queues:
             import openvino as ov
 
-            compiled, spatial_shapes = self._compile(1, height, width, key[3], pixels, text,
+            compiled, spatial_shapes = self._compile(1, height, width, length, pixels, text,
                                                      PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=streams)
             self._queues[key] = (ov.AsyncInferQueue(compiled, streams), spatial_shapes)
         queue, spatial_shapes = self._queues[key]
@@ -233,11 +232,15 @@ class OpenVINOForward:
         graph.reshape({graph.inputs[0]: [batch, 3, height, width]})
         config = {**CPU_CONFIG, "INFERENCE_PRECISION_HINT": self.precision,
                   "CACHE_DIR": str(self.cache_dir / "compiled"),
-                  "INFERENCE_NUM_THREADS": self.threads or torch.get_num_threads(), **options}
+                  "INFERENCE_NUM_THREADS": self._thread_count(), **options}
         try:
             return self.core.compile_model(graph, "CPU", config), spatial_shapes
         except Exception as error:
             raise OpenVINOUnavailable(f"OpenVINO could not compile the model: {first_line(error)}") from None
+
+    def _thread_count(self) -> int:
+        """The CPU plugin's threads: the runner's own, else torch's at this moment (the engine's setting)."""
+        return self.threads or torch.get_num_threads()
 
     def _graph(self, height: int, width: int, length: int, pixels, text):
         """The converted graph of one frame size and prompt length: from memory, the disk cache, or converted."""
