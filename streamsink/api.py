@@ -84,14 +84,16 @@ class _SmootherOfFrame:
 
 def detection_floor(settings: RunSettings, classes: Sequence[str]) -> tuple[float, ...]:
     """Each class's score the detector keeps boxes from: its threshold, or with smoothing the lowest score
-    the temporal stage takes as evidence (`margin` under it), so weak frames can confirm an object."""
+    the temporal stage reads: evidence (`margin` under the threshold), so weak frames can confirm an
+    object, and the weaker duplicate queries that back one (down to `support_floor`)."""
     thresholds = settings.thresholds_of(classes)
     if not settings.smooth:
         return thresholds
     from streamsink.smoother import TemporalSmoother
 
     margin = settings.smoother_options.get("margin", TemporalSmoother.DEFAULT_MARGIN)
-    return tuple(max(0.0, threshold - margin) for threshold in thresholds)
+    support_floor = settings.smoother_options.get("support_floor", TemporalSmoother.DEFAULT_SUPPORT_FLOOR)
+    return tuple(max(0.0, min(threshold - margin, support_floor)) for threshold in thresholds)
 
 
 def detect_sources(

@@ -217,7 +217,8 @@ class Result:
     """Everything known about one frame once it has passed the detector.
 
     raw: the detector's output for this frame; with smoothing on, every box down to the temporal
-        stage's floor (`margin` under the threshold), which is its evidence.
+        stage's floor (`margin` under the threshold, or its `support_floor` where that is lower: the
+        weak duplicate queries that back an object), which is its evidence.
     detections: what should be shown: smoothed, or `raw` when smoothing is off.
     states: every prompted class mapped to "present" or "absent".
     image: the frame as drawn by the engine's `render`, when it was given one.

@@ -203,3 +203,16 @@ def test_a_setting_without_a_flag_keeps_its_own_name_on_the_command_line():
     with pytest.raises(SettingsError) as raised:
         RunSettings(retries=-1).validate()
     assert flag_message(raised.value) == "--retries must be >= 0, got -1"
+
+
+def test_the_detector_keeps_what_the_temporal_stage_reads():
+    from streamsink.api import detection_floor
+
+    classes = ("dog", "cat")
+    # Smoothing: evidence down to `margin` under each threshold, weak duplicates down to `support_floor`.
+    smoothed = RunSettings(threshold=0.4, class_thresholds={"cat": 0.12})
+    assert detection_floor(smoothed, classes) == pytest.approx((0.1, 0.07))
+    no_backing = RunSettings(threshold=0.4, smoother_options={"support_floor": 1.0})
+    assert detection_floor(no_backing, classes) == pytest.approx((0.35, 0.35))
+    # Without it, what is shown is what the detector keeps.
+    assert detection_floor(RunSettings(threshold=0.4, smooth=False), classes) == pytest.approx((0.4, 0.4))

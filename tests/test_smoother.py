@@ -244,10 +244,34 @@ def test_a_class_with_a_threshold_of_its_own_is_shown_and_present_by_it():
 def test_duplicate_queries_on_one_object_are_one_box_with_both_classes_as_evidence():
     smoother = TemporalSmoother(LABELS, rate=1.0)
     out = smoother.update(dets([[100, 100, 200, 200], [102, 101, 199, 203]], [0, 2], [0.7, 0.5]))
-    # One object, named dog by 0.7 of the 1.2 its life has seen: score 0.7 x (0.7 / 1.2) ** label_weight.
+    # One object, seen by two queries (1 - 0.3 x 0.5 = 0.85) and named dog by 0.7 of the 1.2 its life has
+    # seen: score 0.85 x (0.7 / 1.2) ** label_weight.
     assert len(out) == 1 and out.class_names == ["dog"]
-    assert out.scores[0] == pytest.approx(0.7 * (0.7 / 1.2) ** smoother.label_weight)
+    assert out.scores[0] == pytest.approx(0.85 * (0.7 / 1.2) ** smoother.label_weight)
     assert smoother.states == {"dog": "present", "cat": "absent", "tractor": "absent"}
+
+
+def test_weak_duplicate_queries_back_an_object_but_never_make_one():
+    box, dup = [100, 100, 200, 200], [103, 98, 201, 204]
+    # Threshold 0.5, margin 0.05: 0.2 is no evidence, yet above the support floor (0.1) it backs the
+    # object it overlaps: support 1 - (1 - 0.6) x (1 - 0.2) = 0.68 against 0.6 alone.
+    backed = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
+    alone = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
+    assert backed.update(dets([box, dup], [0, 0], [0.6, 0.2])).scores[0] == pytest.approx(0.68)
+    assert alone.update(dets([box], [0], [0.6])).scores[0] == pytest.approx(0.6)
+    # A later frame: the duplicate backs the matched object as well.
+    assert backed.update(dets([box, dup], [0, 0], [0.6, 0.2])).scores[0] == pytest.approx(0.68)
+    # Under the support floor a duplicate counts for nothing.
+    floor = TemporalSmoother(LABELS, threshold=0.5, rate=1.0, support_floor=0.3)
+    assert floor.update(dets([box, dup], [0, 0], [0.6, 0.2])).scores[0] == pytest.approx(0.6)
+    # Weak detections alone neither start an object nor keep one seen: the frame is a miss.
+    weak_only = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
+    for _ in range(5):
+        assert len(weak_only.update(dets([box, dup], [0, 0], [0.3, 0.2]))) == 0
+    assert len(weak_only.scored()) == 0
+    assert backed.update(dets([dup], [0], [0.2])).scores.size == 0  # rate 1: a miss drops the score to 0
+    with pytest.raises(ValueError, match="support_floor must be in"):
+        TemporalSmoother(LABELS, support_floor=1.5)
 
 
 def test_a_coasting_box_keeps_moving_by_its_velocity():
