@@ -258,22 +258,22 @@ def test_duplicate_queries_on_one_object_are_one_box_with_both_classes_as_eviden
 def test_weak_duplicate_queries_back_an_object_but_never_make_one():
     box, dup = [100, 100, 200, 200], [103, 98, 201, 204]
     # Threshold 0.5, margin 0.05: 0.2 is no evidence, yet above the support floor (0.1) it backs the
-    # object it overlaps, which keeps its whole score (backing 0.2); a lone query keeps half (unbacked).
+    # object it overlaps, which keeps its whole score (backing 0.2); a lone query keeps 0.7 of it (unbacked).
     backed = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
     alone = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
     assert backed.update(dets([box, dup], [0, 0], [0.6, 0.2])).scores[0] == pytest.approx(0.6)
     alone.update(dets([box], [0], [0.6]))
-    assert alone.scored().scores[0] == pytest.approx(0.3)
-    # Backing under `backing` discounts in proportion: 0.6 x (0.5 + 0.5 x 0.1 / 0.2).
+    assert alone.scored().scores[0] == pytest.approx(0.42)
+    # Backing under `backing` discounts in proportion: 0.6 x (0.7 + 0.3 x 0.1 / 0.2).
     half = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
     half.update(dets([box, dup], [0, 0], [0.6, 0.1]))
-    assert half.scored().scores[0] == pytest.approx(0.45)
+    assert half.scored().scores[0] == pytest.approx(0.51)
     # A later frame: the duplicate backs the matched object as well.
     assert backed.update(dets([box, dup], [0, 0], [0.6, 0.2])).scores[0] == pytest.approx(0.6)
     # Under the support floor a duplicate counts for nothing; unbacked 1 turns the discount off.
     floor = TemporalSmoother(LABELS, threshold=0.5, rate=1.0, support_floor=0.3)
     floor.update(dets([box, dup], [0, 0], [0.6, 0.2]))
-    assert floor.scored().scores[0] == pytest.approx(0.3)
+    assert floor.scored().scores[0] == pytest.approx(0.42)
     no_discount = TemporalSmoother(LABELS, threshold=0.5, rate=1.0, unbacked=1.0)
     assert no_discount.update(dets([box], [0], [0.6])).scores[0] == pytest.approx(0.6)
     # Weak detections alone neither start an object nor keep one seen: the frame is a miss.
