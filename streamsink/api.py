@@ -85,14 +85,19 @@ class _SmootherOfFrame:
 def detection_floor(settings: RunSettings, classes: Sequence[str]) -> tuple[float, ...]:
     """Each class's score the detector keeps boxes from: its threshold, or with smoothing the lowest score
     the temporal stage reads: evidence (`margin` under the threshold), so weak frames can confirm an
-    object, and the weaker duplicate queries that back one (down to `support_floor`)."""
+    object, and, where it discounts unbacked objects, the weaker duplicate queries that back one (down
+    to `support_floor`)."""
     thresholds = settings.thresholds_of(classes)
     if not settings.smooth:
         return thresholds
     from streamsink.smoother import TemporalSmoother
 
-    margin = settings.smoother_options.get("margin", TemporalSmoother.DEFAULT_MARGIN)
-    support_floor = settings.smoother_options.get("support_floor", TemporalSmoother.DEFAULT_SUPPORT_FLOOR)
+    options = settings.smoother_options
+    margin = options.get("margin", TemporalSmoother.DEFAULT_MARGIN)
+    # Weak duplicates only count where the stage discounts unbacked objects.
+    support_floor = options.get("support_floor", TemporalSmoother.DEFAULT_SUPPORT_FLOOR)
+    if options.get("unbacked", TemporalSmoother.DEFAULT_UNBACKED) >= 1.0:
+        support_floor = 1.0
     return tuple(max(0.0, min(threshold - margin, support_floor)) for threshold in thresholds)
 
 
