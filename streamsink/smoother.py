@@ -70,7 +70,7 @@ query (which raises scores); the raw detector 13.0 / 8.9 / 5.7%. Clip AP50 at FP
 on 48 clips) lands at lower thresholds, where the raw detector misses less: on fresh
 seeds it beat raw on false "present" (5201-5203 at 0.5: 0.16-0.25% against
 0.66-1.50%; 5301 at 0.7: 1.1% against 1.6%) and on AP50 at FPR_bg 0.05 (+0.06 to
-+0.14), but missed more (+0.4 to +2.1 points) and lost AP50 at 0.01 on 2 of 4 seeds,
++0.14), but missed more (+0.3 to +2.1 points) and lost AP50 at 0.01 on 2 of 4 seeds,
 where the default stage with session 12's profile beat raw on both rates on all three
 of its fresh seeds. Turn it on with `smoother_options={"unbacked": 0.7}` and calibrate
 with it.
