@@ -1,8 +1,8 @@
 """The temporal stage's cost per frame, at the start of a long stream and 100k frames in.
 
 A stream like a camera's: a handful of objects that come and go (some named two
-ways, each with weak duplicate queries on it), flickers anywhere, six classes. Prints the median CPU time per frame of
-the first and the last 2,000 frames, and their ratio (flat is about 1.0), so the
+ways, each with weak duplicate queries on it), flickers anywhere, six classes.
+Prints the median CPU time per frame of the first and the last 2,000 frames, and their ratio (flat is about 1.0), so the
 figure is read side by side in one run whatever else the machine is doing.
 """
 
@@ -29,7 +29,7 @@ def stream(frames: int, seed: int = 0):
                 boxes.append([x, 100, x + 80, 260] + rng.normal(0, 2, 4))
                 cls.append(k if rng.random() < 0.7 else (k + 1) % len(LABELS))
                 scores.append(rng.uniform(0.3, 0.9))
-                for _ in range(3):  # weak duplicate queries on it, which back it (support)
+                for _ in range(3):  # weak duplicate queries on it (read only with the unbacked discount on)
                     boxes.append([x, 100, x + 80, 260] + rng.normal(0, 4, 4))
                     cls.append(int(rng.integers(0, len(LABELS))))
                     scores.append(rng.uniform(0.1, 0.3))

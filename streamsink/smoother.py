@@ -66,8 +66,9 @@ query (which raises scores); the raw detector 13.0 / 8.9 / 5.7%. Clip AP50 at FP
 0.01 / 0.05, each class prompted alone (9 tune clips): 0.699 / 0.817 without it, 0.725
 / 0.865 at 0.5, 0.740 / 0.853 at 0.7, 0.715 / 0.877 at 0.3 (raw 0.606 / 0.805).
 `support_floor` 0.1 (with a noisy-OR, 0.05 / 0.1 / 0.2 gave AP 0.757 / 0.862, 0.776 /
-0.860, 0.768 / 0.844) and `backing` 0.2 (where the share of real boxes jumps). It is off by default because a profile calibrated with it (0.8%
-on 48 clips) lands at lower thresholds, where the raw detector misses less: on fresh
+0.860, 0.768 / 0.844) and `backing` 0.2 (where the share of real boxes jumps). It is
+off by default because a profile calibrated with it (0.8% on 48 clips) lands at lower
+thresholds, where the raw detector misses less: on fresh
 seeds it beat raw on false "present" (5201-5203 at 0.5: 0.16-0.25% against
 0.66-1.50%; 5301 at 0.7: 1.1% against 1.6%) and on AP50 at FPR_bg 0.05 (+0.06 to
 +0.14), but missed more (+0.3 to +2.1 points) and lost AP50 at 0.01 on 2 of 4 seeds,
@@ -214,6 +215,7 @@ class TemporalSmoother:
         self.support_floor = _check_float("support_floor", support_floor, 0.0, 1.0, low_open=False, high_open=False)
         self.backing = _check_float("backing", backing, 0.0, 1.0, low_open=True, high_open=False)
         self.unbacked = _check_float("unbacked", unbacked, 0.0, 1.0, low_open=False, high_open=False)
+        self._discounts = self.unbacked < 1.0  # otherwise support is the best score and weak queries go unread
         self.iou = _check_float("iou", iou, 0.0, 1.0, low_open=True, high_open=False)
         self.merge_iou = _check_float("merge_iou", merge_iou, 0.0, 1.0, low_open=True, high_open=False)
         self.keep = _check_float("keep", keep, 0.0, 1.0, low_open=True, high_open=False)
@@ -300,9 +302,8 @@ class TemporalSmoother:
         finite = np.isfinite(xyxy).all(axis=1) & np.isfinite(scores)
         if not finite.all():
             logger.debug("dropping %d detections with non-finite values", int((~finite).sum()))
-        scores = np.where(finite, scores, -1.0)
-        evidence = scores >= self._thresholds[cls] - self.margin
-        weak = ~evidence & (scores >= self.support_floor) & (self.unbacked < 1.0)  # read only to discount
+        evidence = finite & (scores >= self._thresholds[cls] - self.margin)
+        weak = finite & ~evidence & (scores >= self.support_floor) & self._discounts
         order = np.argsort(-scores, kind="stable")
         order = np.concatenate([order[evidence[order]][: self.max_boxes], order[weak[order]][: self.max_boxes]])
         order = order[np.argsort(-scores[order], kind="stable")]
@@ -334,7 +335,9 @@ class TemporalSmoother:
             # Each object's evidence for a class is the best score of that class among its detections.
             named = explained & evidence
             np.maximum.at(observed, (owner[named], cls[named]), scores[named])
-            support = self._support(observed.max(axis=1), _noisy_or(owner[explained], scores[explained], n_objects))
+            support = observed.max(axis=1)
+            if self._discounts:
+                support = self._support(support, _noisy_or(owner[explained], scores[explained], n_objects))
             unexplained = ~explained
         self._vel[~matched] *= 0.5  # a coasting box slows down rather than fly off
         self._box = predicted
@@ -358,11 +361,13 @@ class TemporalSmoother:
         slot = np.searchsorted(heads, founder)
         named = np.zeros((len(heads), len(self._labels)))
         np.maximum.at(named, (slot, cls_f), scores_f)
-        every = _noisy_or(slot, scores_f, len(heads))
-        if weak.any():
-            on_head = box_iou(xyxy_f[heads], xyxy[weak]) >= self.merge_iou
-            every = 1.0 - (1.0 - every) * np.prod(np.where(on_head, 1.0 - scores[weak], 1.0), axis=1)
-        support = self._support(named.max(axis=1), every)
+        support = named.max(axis=1)
+        if self._discounts:
+            every = _noisy_or(slot, scores_f, len(heads))
+            if weak.any():
+                on_head = box_iou(xyxy_f[heads], xyxy[weak]) >= self.merge_iou
+                every = 1.0 - (1.0 - every) * np.prod(np.where(on_head, 1.0 - scores[weak], 1.0), axis=1)
+            support = self._support(support, every)
         self._box = np.concatenate([self._box, xyxy_f[heads]])
         self._vel = np.concatenate([self._vel, np.zeros((len(heads), 4))])
         self._seen = np.concatenate([self._seen, self.rate * support])

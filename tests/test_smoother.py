@@ -217,8 +217,7 @@ def test_expected_scores_on_a_hand_made_stream():
 def test_a_class_with_a_threshold_of_its_own_is_shown_and_present_by_it():
     """A calibrated profile holds a noisy class to a higher bar: its object at 0.47 is not shown where
     another class's at 0.47 is; its evidence floor (margin under its threshold) moves with it."""
-    smoother = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.5, "horse": 0.1},
-                                rate=1.0)
+    smoother = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.5, "horse": 0.1}, rate=1.0)
     out = smoother.update(dets([[10, 10, 50, 50], [100, 100, 150, 150]], [0, 1], [0.47, 0.47]))
     assert out.class_names == ["dog"] and smoother.states["cat"] == "absent"
     assert sorted(smoother.scored().class_names) == ["cat", "dog"], "still scored, for evaluation"
@@ -228,8 +227,7 @@ def test_a_class_with_a_threshold_of_its_own_is_shown_and_present_by_it():
     fresh.update(dets([100, 100, 150, 150], [1], [0.5]))  # under 0.6 - margin: not evidence at all
     assert len(fresh.scored()) == 0
     # An object shown as a dog whose life comes to name it "cat" must pass the cat's own bar to be shown.
-    flip = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.9}, rate=1.0,
-                            label_weight=0.0)
+    flip = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.9}, rate=1.0, label_weight=0.0)
     assert flip.update(dets([10, 10, 50, 50], [0], [0.6])).class_names == ["dog"]
     for _ in range(3):
         out = flip.update(dets([10, 10, 50, 50], [1], [0.95]))
