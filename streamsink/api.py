@@ -84,21 +84,11 @@ class _SmootherOfFrame:
 
 def detection_floor(settings: RunSettings, classes: Sequence[str]) -> tuple[float, ...]:
     """Each class's score the detector keeps boxes from: its threshold, or with smoothing the lowest score
-    the temporal stage reads: evidence (`margin` under the threshold), so weak frames can confirm an
-    object, and, where it discounts unbacked objects, the weaker duplicate queries that back one (down
-    to `support_floor`)."""
-    thresholds = settings.thresholds_of(classes)
+    the temporal stage reads (its `floors`: evidence `margin` under the threshold, so weak frames can
+    confirm an object, and the weaker duplicate queries that back one, down to `support_floor`)."""
     if not settings.smooth:
-        return thresholds
-    from streamsink.smoother import TemporalSmoother
-
-    options = settings.smoother_options
-    margin = options.get("margin", TemporalSmoother.DEFAULT_MARGIN)
-    # Weak duplicates only count where the stage discounts unbacked objects.
-    support_floor = options.get("support_floor", TemporalSmoother.DEFAULT_SUPPORT_FLOOR)
-    if options.get("unbacked", TemporalSmoother.DEFAULT_UNBACKED) >= 1.0:
-        support_floor = 1.0
-    return tuple(max(0.0, min(threshold - margin, support_floor)) for threshold in thresholds)
+        return settings.thresholds_of(classes)
+    return smoothers_for({"": tuple(classes)}, settings)[""].floors
 
 
 def detect_sources(

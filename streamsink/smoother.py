@@ -171,9 +171,6 @@ class TemporalSmoother:
     max_boxes: live objects kept (highest score first); bounds memory and time (>= 1).
     """
 
-    DEFAULT_MARGIN = 0.05
-    DEFAULT_SUPPORT_FLOOR = 0.1
-    DEFAULT_UNBACKED = 1.0
 
     def __init__(
         self,
@@ -182,10 +179,11 @@ class TemporalSmoother:
         threshold: float = 0.3,
         class_thresholds: Mapping[str, float] | None = None,
         rate: float = 0.35,
-        margin: float = DEFAULT_MARGIN,
-        support_floor: float = DEFAULT_SUPPORT_FLOOR,
+        margin: float = 0.05,
+        support_floor: float = 0.1,
         backing: float = 0.2,
-        unbacked: float = DEFAULT_UNBACKED,
+        unbacked: float = 0.7,
+        head_start: float = 0.5,
         iou: float = 0.3,
         merge_iou: float = 0.5,
         keep: float = 0.5,
@@ -215,7 +213,9 @@ class TemporalSmoother:
         self.support_floor = _check_float("support_floor", support_floor, 0.0, 1.0, low_open=False, high_open=False)
         self.backing = _check_float("backing", backing, 0.0, 1.0, low_open=True, high_open=False)
         self.unbacked = _check_float("unbacked", unbacked, 0.0, 1.0, low_open=False, high_open=False)
-        self._discounts = self.unbacked < 1.0  # otherwise support is the best score and weak queries go unread
+        self.head_start = _check_float("head_start", head_start, 0.0, 1.0, low_open=False, high_open=False)
+        self._discounts = self.unbacked < 1.0  # otherwise support is the best score
+        self._reads_weak = self._discounts or self.head_start > 0.0  # otherwise weak queries go unread
         self.iou = _check_float("iou", iou, 0.0, 1.0, low_open=True, high_open=False)
         self.merge_iou = _check_float("merge_iou", merge_iou, 0.0, 1.0, low_open=True, high_open=False)
         self.keep = _check_float("keep", keep, 0.0, 1.0, low_open=True, high_open=False)
@@ -232,6 +232,14 @@ class TemporalSmoother:
     @property
     def labels(self) -> tuple[str, ...]:
         return self._labels
+
+    @property
+    def floors(self) -> tuple[float, ...]:
+        """Per label, the lowest detection score this stage reads (a detector may drop what is under it):
+        `margin` under the label's threshold, or lower, down to `support_floor`, for the weak queries
+        that back an object where they count (`unbacked` < 1 or `head_start` > 0)."""
+        weak = self.support_floor if self._reads_weak else 1.0
+        return tuple(max(0.0, min(float(t) - self.margin, weak)) for t in self._thresholds)
 
     @property
     def states(self) -> dict[str, str]:
@@ -303,7 +311,7 @@ class TemporalSmoother:
         if not finite.all():
             logger.debug("dropping %d detections with non-finite values", int((~finite).sum()))
         evidence = finite & (scores >= self._thresholds[cls] - self.margin)
-        weak = finite & ~evidence & (scores >= self.support_floor) & self._discounts
+        weak = finite & ~evidence & (scores >= self.support_floor) & self._reads_weak
         order = np.argsort(-scores, kind="stable")
         order = np.concatenate([order[evidence[order]][: self.max_boxes], order[weak[order]][: self.max_boxes]])
         order = order[np.argsort(-scores[order], kind="stable")]
@@ -312,7 +320,7 @@ class TemporalSmoother:
     def _associate(self, xyxy: np.ndarray, scores: np.ndarray, cls: np.ndarray,
                    evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Move objects onto their detections. Returns this frame's (objects, classes) label evidence,
-        each object's support (`_support`; 0 when no evidence-grade detection sees it) and the mask of
+        each object's support (`_discounted`; 0 when no evidence-grade detection sees it) and the mask of
         detections no object explains (neither matched nor a duplicate on one). Only evidence-grade
         detections continue an object."""
         n_objects = len(self._box)
@@ -337,7 +345,8 @@ class TemporalSmoother:
             np.maximum.at(observed, (owner[named], cls[named]), scores[named])
             support = observed.max(axis=1)
             if self._discounts:
-                support = self._support(support, _noisy_or(owner[explained], scores[explained], n_objects))
+                every = _noisy_or(owner[explained], scores[explained], n_objects)
+                support = self._discounted(support, self._backed(support, every))
             unexplained = ~explained
         self._vel[~matched] *= 0.5  # a coasting box slows down rather than fly off
         self._box = predicted
@@ -346,8 +355,9 @@ class TemporalSmoother:
     def _births(self, xyxy: np.ndarray, scores: np.ndarray, cls: np.ndarray, founders: np.ndarray,
                 weak: np.ndarray) -> None:
         """New objects from the unexplained evidence-grade detections (`founders`, highest score first;
-        duplicates of one join it), each with one frame's worth of evidence: its support, from its
-        queries and the unexplained weaker ones (`weak`) that overlap it."""
+        duplicates of one join it), each with one frame's worth of evidence: `rate` of its support, from its
+        queries and the unexplained weaker ones (`weak`) that overlap it, plus `head_start` of the rest
+        as far as they back it."""
         if not founders.any():
             return
         xyxy_f, scores_f, cls_f = xyxy[founders], scores[founders], cls[founders]
@@ -362,24 +372,31 @@ class TemporalSmoother:
         named = np.zeros((len(heads), len(self._labels)))
         np.maximum.at(named, (slot, cls_f), scores_f)
         support = named.max(axis=1)
-        if self._discounts:
+        start = np.full(len(heads), self.rate)  # the share of its first support a new object is seen with
+        if self._reads_weak:
             every = _noisy_or(slot, scores_f, len(heads))
             if weak.any():
                 on_head = box_iou(xyxy_f[heads], xyxy[weak]) >= self.merge_iou
                 every = 1.0 - (1.0 - every) * np.prod(np.where(on_head, 1.0 - scores[weak], 1.0), axis=1)
-            support = self._support(support, every)
+            backed = self._backed(support, every)
+            start += (1.0 - self.rate) * self.head_start * backed
+            support = self._discounted(support, backed)
         self._box = np.concatenate([self._box, xyxy_f[heads]])
         self._vel = np.concatenate([self._vel, np.zeros((len(heads), 4))])
-        self._seen = np.concatenate([self._seen, self.rate * support])
+        self._seen = np.concatenate([self._seen, start * support])
         self._named = np.concatenate([self._named, named])
         self._shown_as = np.concatenate([self._shown_as, np.full(len(heads), -1, np.int64)])
 
-    def _support(self, best: np.ndarray, every: np.ndarray) -> np.ndarray:
-        """How surely each object is there this frame: its best query's score, discounted (down to
-        `unbacked` of it) where the other queries on it back it with less than `backing`. `every` is
-        the noisy-OR of all its queries, the best included."""
+    def _discounted(self, best: np.ndarray, backed: np.ndarray) -> np.ndarray:
+        """How surely each object is there this frame: its best query's score, discounted down to
+        `unbacked` of it as far as the other queries on it do not back it (`backed` in [0, 1])."""
+        return best * (self.unbacked + (1.0 - self.unbacked) * backed)
+
+    def _backed(self, best: np.ndarray, every: np.ndarray) -> np.ndarray:
+        """How fully the other queries on each object back its best one, [0, 1]: their noisy-OR over
+        `backing`. `every` is the noisy-OR of all its queries, the best included."""
         others = np.where(best < 1.0, 1.0 - (1.0 - every) / np.maximum(1.0 - best, 1e-12), 1.0)
-        return best * (self.unbacked + (1.0 - self.unbacked) * np.minimum(1.0, others / self.backing))
+        return np.minimum(1.0, others / self.backing)
 
     def _release(self) -> None:
         """Drop objects whose evidence has faded under `forget`, and all but the `max_boxes` strongest."""

@@ -217,8 +217,8 @@ class Result:
     """Everything known about one frame once it has passed the detector.
 
     raw: the detector's output for this frame; with smoothing on, every box down to the temporal
-        stage's floor (`margin` under the threshold; where it discounts unbacked objects, its lower
-        `support_floor`, for the weak duplicate queries that back one), which is what it reads.
+        stage's floor (`TemporalSmoother.floors`: `margin` under the threshold, and the weaker duplicate
+        queries that back an object, down to `support_floor`), which is what it reads.
     detections: what should be shown: smoothed, or `raw` when smoothing is off.
     states: every prompted class mapped to "present" or "absent".
     image: the frame as drawn by the engine's `render`, when it was given one.

@@ -155,7 +155,8 @@ def test_per_class_choice_is_the_fewest_misses_within_the_budget():
 
 class NoisyCatDetector:
     """A dog seen at 0.4 on frames 5-29 and a background "cat" at 0.45 on every frame: no one threshold
-    both keeps the dog and drops the cat, a threshold per class does."""
+    both keeps the dog and drops the cat, a threshold per class does. Each draws a second, weak query, as a
+    real detector's objects do (it backs them: see the temporal stage's `unbacked`)."""
 
     def with_sinks(self, sinks, sink_init=None):
         return self
@@ -169,9 +170,9 @@ class NoisyCatDetector:
         out = []
         for image in frames:
             frame = int(image[0, 0, 0])
-            found = [(labels.index("cat"), [100, 100, 130, 130], 0.45)]
+            found = [(labels.index("cat"), [100, 100, 130, 130], 0.45), (labels.index("cat"), [101, 99, 131, 131], 0.2)]
             if 5 <= frame <= 29:
-                found.append((labels.index("dog"), [10, 10, 50, 50], 0.4))
+                found += [(labels.index("dog"), [10, 10, 50, 50], 0.4), (labels.index("dog"), [11, 9, 52, 49], 0.2)]
             found = [f for f in found if f[2] > threshold]
             out.append(Detections(np.array([b for _, b, _ in found], np.float32).reshape(-1, 4),
                                   np.array([s for _, _, s in found], np.float32),

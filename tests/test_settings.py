@@ -209,13 +209,13 @@ def test_the_detector_keeps_what_the_temporal_stage_reads():
     from streamsink.api import detection_floor
 
     classes = ("dog", "cat")
-    # Smoothing: evidence down to `margin` under each threshold; with the discount of unbacked objects on,
-    # the weak duplicates that back one down to `support_floor`.
+    # Smoothing: evidence down to `margin` under each threshold, weak duplicates down to `support_floor`.
     smoothed = RunSettings(threshold=0.4, class_thresholds={"cat": 0.12})
-    assert detection_floor(smoothed, classes) == pytest.approx((0.35, 0.07))
-    backed = RunSettings(threshold=0.4, class_thresholds={"cat": 0.12}, smoother_options={"unbacked": 0.7})
-    assert detection_floor(backed, classes) == pytest.approx((0.1, 0.07))
-    own_floor = RunSettings(threshold=0.4, smoother_options={"unbacked": 0.7, "support_floor": 0.2})
-    assert detection_floor(own_floor, classes) == pytest.approx((0.2, 0.2))
+    assert detection_floor(smoothed, classes) == pytest.approx((0.1, 0.07))
+    no_backing = RunSettings(threshold=0.4, smoother_options={"support_floor": 1.0})
+    assert detection_floor(no_backing, classes) == pytest.approx((0.35, 0.35))
+    # A stage that reads no backing (no discount, no head start) needs no weak queries.
+    unread = RunSettings(threshold=0.4, smoother_options={"unbacked": 1.0, "head_start": 0.0})
+    assert detection_floor(unread, classes) == pytest.approx((0.35, 0.35))
     # Without it, what is shown is what the detector keeps.
     assert detection_floor(RunSettings(threshold=0.4, smooth=False), classes) == pytest.approx((0.4, 0.4))

@@ -14,6 +14,9 @@ from streamsink.types import box_iou
 from streamsink.types import Detections
 
 LABELS = ("dog", "cat", "tractor")
+# These streams give each object one query, so no duplicate backs it: they test every other rule with the
+# discount of unbacked objects off (the backing test below has it on).
+ONE_QUERY = {"unbacked": 1.0}
 PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -48,7 +51,7 @@ walking = st.floats(-8.0, 8.0)  # px per frame for an 80 px wide box: about a te
 @given(data=st.data(), frames=st.integers(20, 80))
 def test_single_frame_flickers_never_show(data, frames):
     """A flicker (nothing overlaps it in the frames before) reaches only rate x its score."""
-    smoother = TemporalSmoother(LABELS)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     below = smoother.threshold / smoother.rate  # flickers scoring under this can never be shown
     previous: list[np.ndarray] = []
     for _ in range(frames):
@@ -75,7 +78,7 @@ def test_persistent_object_at_80_percent_recall_is_confirmed_and_kept(seed, x0, 
     frames = 200
     truth, noisy = walker(rng, frames, x0=x0, vx=vx, vy=vy, noise=2.0)
     seen = rng.random(frames) < 0.8
-    smoother = TemporalSmoother(LABELS)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     shown = np.zeros(frames, bool)
     present = np.zeros(frames, bool)
     for t in range(frames):
@@ -93,7 +96,7 @@ def test_persistent_object_at_80_percent_recall_is_confirmed_and_kept(seed, x0, 
 @given(seed=st.integers(0, 2**32 - 1), stay=st.integers(15, 60), vx=walking, score=st.floats(0.4, 1.0))
 def test_departed_object_fades_and_is_absent_within_10_frames(seed, stay, vx, score):
     rng = np.random.default_rng(seed)
-    smoother = TemporalSmoother(LABELS)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     _, noisy = walker(rng, stay, x0=400, vx=vx)
     for t in range(stay):
         smoother.update(dets(noisy[t], scores=[score]))
@@ -113,7 +116,7 @@ def test_jitter_goes_down_without_lag(seed, vx, vy, noise):
     rng = np.random.default_rng(seed)
     frames = 150
     truth, noisy = walker(rng, frames, x0=600, vx=vx, vy=vy, noise=noise)
-    smoother = TemporalSmoother(LABELS)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     errors = []
     for t in range(frames):
         out = smoother.update(dets(noisy[t]))
@@ -136,7 +139,7 @@ def test_two_objects_side_by_side_stay_two(seed, gap, vx):
     truth_a, noisy_a = walker(rng, frames, x0=300, vx=vx)
     truth_b, noisy_b = walker(rng, frames, x0=300 + 80 + gap, vx=vx)
     seen = rng.random((frames, 2)) < 0.8
-    smoother = TemporalSmoother(LABELS)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     two = []
     for t in range(frames):
         boxes = [b for b, s in ((noisy_a[t], seen[t, 0]), (noisy_b[t], seen[t, 1])) if s]
@@ -158,7 +161,7 @@ def test_two_objects_side_by_side_stay_two(seed, gap, vx):
 @given(seed=st.integers(0, 2**32 - 1), p=st.floats(0.5, 0.8))
 def test_state_does_not_chatter_on_a_weak_object(seed, p):
     rng = np.random.default_rng(seed)
-    smoother = TemporalSmoother(LABELS)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     frames = 300
     _, noisy = walker(rng, frames, x0=500, noise=2.0)
     seen = rng.random(frames) < p
@@ -184,7 +187,7 @@ def test_an_object_named_two_ways_is_one_object_of_its_majority_class(seed, shar
     frames = 200
     _, noisy = walker(rng, frames, x0=500, vx=vx)
     named = np.where(rng.random(frames) < share, 0, 2)  # dog on `share` of frames, tractor on the rest
-    smoother = TemporalSmoother(LABELS)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     raw_tractor = states_tractor = 0
     for t in range(frames):
         out = smoother.update(dets(noisy[t], [named[t]], [0.7]))
@@ -201,7 +204,7 @@ def test_an_object_named_two_ways_is_one_object_of_its_majority_class(seed, shar
 
 def test_expected_scores_on_a_hand_made_stream():
     """Evidence is an exponential average with missed frames as 0: the figures follow by hand."""
-    smoother = TemporalSmoother(LABELS, threshold=0.3, rate=0.5, keep=0.5)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY, threshold=0.3, rate=0.5, keep=0.5)
     box = [100, 100, 200, 200]
     scores = []
     for seen in [1, 1, 1, 0, 0, 0]:
@@ -217,17 +220,19 @@ def test_expected_scores_on_a_hand_made_stream():
 def test_a_class_with_a_threshold_of_its_own_is_shown_and_present_by_it():
     """A calibrated profile holds a noisy class to a higher bar: its object at 0.47 is not shown where
     another class's at 0.47 is; its evidence floor (margin under its threshold) moves with it."""
-    smoother = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.5, "horse": 0.1}, rate=1.0)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY, threshold=0.3, class_thresholds={"cat": 0.5, "horse": 0.1},
+                                rate=1.0)
     out = smoother.update(dets([[10, 10, 50, 50], [100, 100, 150, 150]], [0, 1], [0.47, 0.47]))
     assert out.class_names == ["dog"] and smoother.states["cat"] == "absent"
     assert sorted(smoother.scored().class_names) == ["cat", "dog"], "still scored, for evaluation"
     out = smoother.update(dets([[10, 10, 50, 50], [100, 100, 150, 150]], [0, 1], [0.47, 0.55]))
     assert sorted(out.class_names) == ["cat", "dog"] and smoother.states["cat"] == "present"
-    fresh = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.6})
+    fresh = TemporalSmoother(LABELS, **ONE_QUERY, threshold=0.3, class_thresholds={"cat": 0.6})
     fresh.update(dets([100, 100, 150, 150], [1], [0.5]))  # under 0.6 - margin: not evidence at all
     assert len(fresh.scored()) == 0
     # An object shown as a dog whose life comes to name it "cat" must pass the cat's own bar to be shown.
-    flip = TemporalSmoother(LABELS, threshold=0.3, class_thresholds={"cat": 0.9}, rate=1.0, label_weight=0.0)
+    flip = TemporalSmoother(LABELS, **ONE_QUERY, threshold=0.3, class_thresholds={"cat": 0.9}, rate=1.0,
+                            label_weight=0.0)
     assert flip.update(dets([10, 10, 50, 50], [0], [0.6])).class_names == ["dog"]
     for _ in range(3):
         out = flip.update(dets([10, 10, 50, 50], [1], [0.95]))
@@ -238,11 +243,11 @@ def test_a_class_with_a_threshold_of_its_own_is_shown_and_present_by_it():
         out = flip.update(dets([10, 10, 50, 50], [1], [0.88]))
     assert len(out) == 0 and flip.states["cat"] == "absent", "0.88 is no cat, however it was shown before"
     with pytest.raises(ValueError, match="threshold of 'cat' must be in"):
-        TemporalSmoother(LABELS, class_thresholds={"cat": 1.5})
+        TemporalSmoother(LABELS, **ONE_QUERY, class_thresholds={"cat": 1.5})
 
 
 def test_duplicate_queries_on_one_object_are_one_box_with_both_classes_as_evidence():
-    smoother = TemporalSmoother(LABELS, rate=1.0)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY, rate=1.0)
     out = smoother.update(dets([[100, 100, 200, 200], [102, 101, 199, 203]], [0, 2], [0.7, 0.5]))
     # One object, named dog by 0.7 of the 1.2 its life has seen: score 0.7 x (0.7 / 1.2) ** label_weight.
     assert len(out) == 1 and out.class_names == ["dog"]
@@ -252,29 +257,27 @@ def test_duplicate_queries_on_one_object_are_one_box_with_both_classes_as_eviden
 
 def test_weak_duplicate_queries_back_an_object_but_never_make_one():
     box, dup = [100, 100, 200, 200], [103, 98, 201, 204]
-    # With the discount on (unbacked 0.7), threshold 0.5, margin 0.05: 0.2 is no evidence, yet above the
-    # support floor (0.1) it backs the object it overlaps, which keeps its whole score (backing 0.2); a
-    # lone query keeps 0.7 of it.
-    on = {"threshold": 0.5, "rate": 1.0, "unbacked": 0.7}
-    backed = TemporalSmoother(LABELS, **on)
-    alone = TemporalSmoother(LABELS, **on)
+    # Threshold 0.5, margin 0.05: 0.2 is no evidence, yet above the support floor (0.1) it backs the
+    # object it overlaps, which keeps its whole score (backing 0.2); a lone query keeps 0.7 of it (unbacked).
+    backed = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
+    alone = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
     assert backed.update(dets([box, dup], [0, 0], [0.6, 0.2])).scores[0] == pytest.approx(0.6)
     alone.update(dets([box], [0], [0.6]))
     assert alone.scored().scores[0] == pytest.approx(0.42)
     # Backing under `backing` discounts in proportion: 0.6 x (0.7 + 0.3 x 0.1 / 0.2).
-    half = TemporalSmoother(LABELS, **on)
+    half = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
     half.update(dets([box, dup], [0, 0], [0.6, 0.1]))
     assert half.scored().scores[0] == pytest.approx(0.51)
     # A later frame: the duplicate backs the matched object as well.
     assert backed.update(dets([box, dup], [0, 0], [0.6, 0.2])).scores[0] == pytest.approx(0.6)
-    # Under the support floor a duplicate counts for nothing; by default (unbacked 1) there is no discount.
-    floor = TemporalSmoother(LABELS, **on, support_floor=0.3)
+    # Under the support floor a duplicate counts for nothing; unbacked 1 turns the discount off.
+    floor = TemporalSmoother(LABELS, threshold=0.5, rate=1.0, support_floor=0.3)
     floor.update(dets([box, dup], [0, 0], [0.6, 0.2]))
     assert floor.scored().scores[0] == pytest.approx(0.42)
-    no_discount = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
+    no_discount = TemporalSmoother(LABELS, threshold=0.5, rate=1.0, unbacked=1.0)
     assert no_discount.update(dets([box], [0], [0.6])).scores[0] == pytest.approx(0.6)
     # Weak detections alone neither start an object nor keep one seen: the frame is a miss.
-    weak_only = TemporalSmoother(LABELS, **on)
+    weak_only = TemporalSmoother(LABELS, threshold=0.5, rate=1.0)
     for _ in range(5):
         assert len(weak_only.update(dets([box, dup], [0, 0], [0.3, 0.2]))) == 0
     assert len(weak_only.scored()) == 0
@@ -284,8 +287,31 @@ def test_weak_duplicate_queries_back_an_object_but_never_make_one():
             TemporalSmoother(LABELS, **bad)
 
 
+def test_a_backed_new_object_gets_a_head_start_and_a_lone_one_does_not():
+    """A new object's first frame counts `rate` of its support plus `head_start` of the rest, as far as
+    other queries back it: a real object draws several from its first frame, a flicker one."""
+    box, dup = [100, 100, 200, 200], [103, 98, 201, 204]
+
+    def first_score(scores, boxes=(box, dup), **options):
+        smoother = TemporalSmoother(LABELS, threshold=0.5, **options)
+        smoother.update(dets(list(boxes)[: len(scores)], [0] * len(scores), scores))
+        return smoother, float(smoother.scored().scores[0])
+
+    # Defaults: rate 0.35, head_start 0.5, unbacked 0.7, backing 0.2.
+    backed, score = first_score([0.8, 0.2])
+    assert score == pytest.approx(0.8 * (0.35 + 0.5 * 0.65)), "0.54: shown on its first frame"
+    assert backed.update(dets([box, dup], [0, 0], [0.8, 0.2])).scores[0] == pytest.approx(0.54 + 0.35 * 0.26)
+    assert first_score([0.8])[1] == pytest.approx(0.8 * 0.7 * 0.35), "lone: discounted, no head start"
+    # Half backed (0.1 of the 0.2 backing): half the discount and half the head start.
+    assert first_score([0.8, 0.1])[1] == pytest.approx(0.8 * 0.85 * (0.35 + 0.5 * 0.65 * 0.5))
+    assert first_score([0.8, 0.2], head_start=0.0)[1] == pytest.approx(0.8 * 0.35)
+    assert first_score([0.8, 0.2], head_start=1.0)[1] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="head_start must be in"):
+        TemporalSmoother(LABELS, head_start=1.5)
+
+
 def test_a_coasting_box_keeps_moving_by_its_velocity():
-    smoother = TemporalSmoother(LABELS, smoothing=0.0)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY, smoothing=0.0)
     for t in range(10):
         last = smoother.update(dets([100 + 10 * t, 100, 180 + 10 * t, 260]))
     coasted = smoother.update(Detections.empty(LABELS))
@@ -293,7 +319,7 @@ def test_a_coasting_box_keeps_moving_by_its_velocity():
 
 
 def test_present_after_and_absent_after():
-    smoother = TemporalSmoother(LABELS, rate=1.0, present_after=3, absent_after=2)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY, rate=1.0, present_after=3, absent_after=2)
     states = []
     for seen in [1, 1, 1, 1, 0, 1, 0, 0, 1]:
         smoother.update(dets([10, 10, 50, 50]) if seen else dets([]))
@@ -302,7 +328,7 @@ def test_present_after_and_absent_after():
 
 
 def test_labels_and_output_are_kept_apart_from_inputs():
-    smoother = TemporalSmoother(LABELS, rate=1.0)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY, rate=1.0)
     frame = dets([10, 10, 50, 50])
     before = frame.xyxy.copy()
     out = smoother.update(frame)
@@ -315,7 +341,7 @@ def test_labels_and_output_are_kept_apart_from_inputs():
 
 
 def test_empty_input_and_reset():
-    smoother = TemporalSmoother(LABELS)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     out = smoother.update(Detections.empty(LABELS))
     assert len(out) == 0 and out.labels == LABELS
     assert smoother.states == {label: "absent" for label in LABELS}
@@ -329,13 +355,13 @@ def test_empty_input_and_reset():
 
 
 def test_nonfinite_and_degenerate_boxes_are_harmless():
-    smoother = TemporalSmoother(LABELS, rate=1.0)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY, rate=1.0)
     out = smoother.update(dets([[np.nan, 0, 10, 10], [5, 5, 5, 5], [0, 0, 10, 10]]))
     assert np.isfinite(out.xyxy).all() and len(out) == 2
 
 
 def test_max_boxes_caps_what_is_kept():
-    smoother = TemporalSmoother(LABELS, rate=1.0, max_boxes=7)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY, rate=1.0, max_boxes=7)
     x = np.arange(50, dtype=np.float32) * 20
     boxes = np.stack([x, x * 0, x + 10, x * 0 + 10], 1)
     out = smoother.update(dets(boxes, scores=np.linspace(0.31, 0.9, 50)))
@@ -344,7 +370,7 @@ def test_max_boxes_caps_what_is_kept():
 
 
 def test_mismatched_labels_raise():
-    smoother = TemporalSmoother(LABELS)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     with pytest.raises(ValueError, match="labels must equal"):
         smoother.update(Detections.empty(("dog",)))
 
@@ -386,7 +412,7 @@ def test_bad_settings_raise(kwargs, message):
 def test_state_and_time_per_frame_stay_flat_over_a_long_stream():
     """Objects come and go, flickers everywhere: memory stays under its bound and late frames cost as much as early."""
     rng = np.random.default_rng(0)
-    smoother = TemporalSmoother(LABELS, max_boxes=10)
+    smoother = TemporalSmoother(LABELS, **ONE_QUERY, max_boxes=10)
     frames, block = 10_000, 1_000  # benchmarks/bench_smoother.py runs 100k
     times = np.empty(frames)
     for t in range(frames):
