@@ -29,7 +29,7 @@ def stream(frames: int, seed: int = 0):
                 boxes.append([x, 100, x + 80, 260] + rng.normal(0, 2, 4))
                 cls.append(k if rng.random() < 0.7 else (k + 1) % len(LABELS))
                 scores.append(rng.uniform(0.3, 0.9))
-                for _ in range(3):  # weak duplicate queries on it (read only with the unbacked discount on)
+                for _ in range(3):  # weak duplicate queries on it (they back it: the discount and head start)
                     boxes.append([x, 100, x + 80, 260] + rng.normal(0, 4, 4))
                     cls.append(int(rng.integers(0, len(LABELS))))
                     scores.append(rng.uniform(0.1, 0.3))
@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--block", type=int, default=2_000)
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a TemporalSmoother option other than its default, e.g. unbacked=1 (repeatable)")
     args = parser.parse_args(argv)
-    smoother = TemporalSmoother(LABELS)
+    options = {name: float(value) for name, _, value in (o.partition("=") for o in args.option)}
+    smoother = TemporalSmoother(LABELS, **options)
     times = np.empty(args.frames)
     most = 0
     for i, frame in enumerate(stream(args.frames)):
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         times[i] = time.process_time() - start
         most = max(most, len(smoother.scored()))
     early, late = np.median(times[: args.block]) * 1e3, np.median(times[-args.block :]) * 1e3
-    print(f"temporal stage, {len(LABELS)} classes, {args.frames} frames: {early:.3f} ms/frame at the start, "
+    name = f"temporal stage {options}" if options else "temporal stage"
+    print(f"{name}, {len(LABELS)} classes, {args.frames} frames: {early:.3f} ms/frame at the start, "
           f"{late:.3f} ms/frame at the end (x{late / early:.2f}); at most {most} live objects "
           f"(bound {smoother.max_boxes}); mean {times.mean() * 1e3:.3f} ms/frame")
 
