@@ -62,7 +62,7 @@ frames after its last object left view, at most 10 (a score of 1 falls under
 keep x 0.3 on the 5th frame after, and the class is absent on the 6th). A class's
 own threshold (a calibrated profile's) replaces `threshold` for it in every rule.
 
-Backing was measured on the demo model with its profile, replayed from detections
+Backing was measured on the demo model with session 12's profile, replayed from detections
 dumped at floor 0.01 on the 48 tune clips and scored on 40 random draws of 8 of them
 against the raw detector at the same thresholds (session 14). Without either rule the
 stage beat raw on all four of clip AP50 at FPR_bg 0.01 and 0.05 (each class prompted
@@ -178,7 +178,6 @@ class TemporalSmoother:
     forget: evidence under which an object is dropped, [0, 1).
     max_boxes: live objects kept (highest score first); bounds memory and time (>= 1).
     """
-
 
     def __init__(
         self,
