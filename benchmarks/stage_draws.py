@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,8 @@ def cached_clips(seeds: list[int], cache: Path, clips: int, model: str) -> tuple
     return classes, out
 
 
-def per_clip(classes, clips, threshold, own, options: dict | None) -> list[tuple]:
+def per_clip(classes: tuple[str, ...], clips: list[dict], threshold: float, own: dict[str, float],
+             options: dict | None) -> list[tuple]:
     """Per clip: the one-class AP pairs and the six-class state track, raw (`options` None) or after the stage."""
     floors = thresholds_of(classes, threshold, own)
     out = []
@@ -91,7 +93,7 @@ def per_clip(classes, clips, threshold, own, options: dict | None) -> list[tuple
     return out
 
 
-def figures(scored: list[tuple], draw) -> dict[str, float]:
+def figures(scored: list[tuple], draw: Sequence[int]) -> dict[str, float]:
     ap = AbstentionReport([p for i in draw for p in scored[i][0]])
     states = StateReport([scored[i][1] for i in draw])
     return {"ap01": ap.ap50_at_fpr(0.01), "ap05": ap.ap50_at_fpr(0.05), "false_present": states.false_present(),
