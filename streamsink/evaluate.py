@@ -215,14 +215,38 @@ def smooth(frames: Sequence[Detections], labels: Sequence[str], threshold: float
     return Smoothed(scored, np.array(states, bool).reshape(len(frames), len(labels)))
 
 
+def class_peaks(frames: Sequence[Detections], n_labels: int) -> np.ndarray:
+    """(frames, classes): each class's best score on each frame, -inf where it has no box."""
+    out = np.full((len(frames), n_labels), -np.inf)
+    for i, d in enumerate(frames):
+        np.maximum.at(out[i], d.class_id, d.scores.astype(np.float64))
+    return out
+
+
 def raw_presence(frames: Sequence[Detections], n_labels: int, threshold: float | Sequence[float]) -> np.ndarray:
     """(frames, classes): a class is present exactly when it has a box at its threshold on that frame
     (`threshold`: one for all classes, or one per class)."""
-    floors = np.broadcast_to(np.asarray(threshold, np.float64), (n_labels,))
-    out = np.zeros((len(frames), n_labels), bool)
-    for i, d in enumerate(frames):
-        out[i, d.class_id[d.scores >= floors[d.class_id]]] = True
-    return out
+    return class_peaks(frames, n_labels) >= np.broadcast_to(np.asarray(threshold, np.float64), (n_labels,))
+
+
+RAW_SHIFTS = np.round(np.arange(-0.5, 1.0125, 0.0125), 4)  # up to +1: a shift that says nothing is present
+
+
+def raw_missed_at(false_present: float, peaks: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                  threshold: float | Sequence[float], *, grace: int = STATE_GRACE, fps: float = 25.0) -> float:
+    """The fewest misses of the raw detector with every class's threshold moved by one shift (RAW_SHIFTS)
+    while it says "present" falsely no more often than `false_present`: what the raw detector would miss at
+    the temporal stage's false-alarm rate, so the two compare at equal false alarms and not only at equal
+    thresholds (where a stricter stage trades misses for false alarms). `peaks` are `class_peaks` per clip.
+    NaN where no shift gets there."""
+    floors = np.asarray(threshold, np.float64)
+    best = math.nan
+    for shift in RAW_SHIFTS:
+        report = StateReport([StateTrack(truth, peak >= floors + shift, fps) for peak, truth in zip(peaks, truths)],
+                             grace)
+        if report.false_present() <= false_present + 1e-12 and not report.missed() >= best:
+            best = report.missed()
+    return best
 
 
 def presence_truth(clip: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:
@@ -232,13 +256,15 @@ def presence_truth(clip: Sequence[Sample], classes: Sequence[str]) -> np.ndarray
 
 ONE_CLASS, ALL_CLASSES = "one class", "all classes"  # the two ways a state row prompts
 RAW, SMOOTHED = "raw", "smoothed"
+RAW_MISSED = "raw_missed_at_same_false_present"  # a smoothed row's `raw_missed_at` its own false present
 
 
 @dataclass
 class Evaluation:
     """Figures per method name, the AP50-vs-FPR_bg curve behind each, and the state figures.
 
-    states: method -> prompt (ONE_CLASS | ALL_CLASSES) -> stage (RAW | SMOOTHED) -> StateReport summary.
+    states: method -> prompt (ONE_CLASS | ALL_CLASSES) -> stage (RAW | SMOOTHED) -> StateReport summary;
+        SMOOTHED also holds RAW_MISSED, what raw misses at the stage's false-present rate (`raw_missed_at`).
     timeline: the first clip under ALL_CLASSES for `timeline_method` (the first): "truth", RAW and
         SMOOTHED, each (frames, classes) bool.
     """
@@ -301,6 +327,7 @@ def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold
         raw_pairs: list[PairResult] = []
         smoothed_pairs: list[PairResult] = []
         tracks: dict[str, dict[str, list[StateTrack]]] = {p: {RAW: [], SMOOTHED: []} for p in (ONE_CLASS, ALL_CLASSES)}
+        peaks: dict[str, list[np.ndarray]] = {ONE_CLASS: [], ALL_CLASSES: []}  # the raw scores, for RAW_MISSED
         for k, clip in enumerate(dataset.clips):
             truth = presence_truth(clip, classes)
             alone = detect_per_class(detector, method, clip, classes, threshold=min_score, batch_size=batch_size)
@@ -308,11 +335,13 @@ def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold
                               for label, frames in alone.items()}
             raw_pairs += pairs(clip, alone)
             smoothed_pairs += pairs(clip, {label: s.scored for label, s in smoothed_alone.items()})
-            raw_alone = np.hstack([raw_presence(alone[c], 1, floor) for c, floor in zip(classes, floors)])
+            peaks[ONE_CLASS].append(np.hstack([class_peaks(alone[c], 1) for c in classes]))
+            raw_alone = peaks[ONE_CLASS][-1] >= np.asarray(floors)
             tracks[ONE_CLASS][RAW].append(StateTrack(truth, raw_alone, dataset.fps))
             tracks[ONE_CLASS][SMOOTHED].append(StateTrack(truth, np.hstack([smoothed_alone[c].states for c in classes]), dataset.fps))
             together = detect_together(detector, method, clip, classes, threshold=min_score, batch_size=batch_size)
-            raw_together = raw_presence(together, len(classes), floors)
+            peaks[ALL_CLASSES].append(class_peaks(together, len(classes)))
+            raw_together = peaks[ALL_CLASSES][-1] >= np.asarray(floors)
             smoothed_together = smooth(together, classes, threshold, smoother_options, own).states
             tracks[ALL_CLASSES][RAW].append(StateTrack(truth, raw_together, dataset.fps))
             tracks[ALL_CLASSES][SMOOTHED].append(StateTrack(truth, smoothed_together, dataset.fps))
@@ -324,6 +353,10 @@ def evaluate(detector, dataset: Dataset, methods: Sequence[Method], *, threshold
         result.states[method.name] = {
             prompt: {stage: StateReport(t, grace).summary() for stage, t in stages.items()} for prompt, stages in tracks.items()
         }
+        for prompt, stages in result.states[method.name].items():
+            stages[SMOOTHED][RAW_MISSED] = raw_missed_at(stages[SMOOTHED]["false_present"], peaks[prompt],
+                                                         [t.truth for t in tracks[prompt][RAW]], floors, grace=grace,
+                                                         fps=dataset.fps)
     return result
 
 
@@ -346,8 +379,8 @@ def table(evaluation: Evaluation):
     return out
 
 
-STATE_COLUMNS = ("false_present", "missed", "delay_present", "delay_absent", "flips_per_minute")
-STATE_HEADERS = ("false present", "missed", "delay on", "delay off", "extra flips/min")
+STATE_COLUMNS = ("false_present", "missed", "delay_present", "delay_absent", "flips_per_minute", RAW_MISSED)
+STATE_HEADERS = ("false present", "missed", "delay on", "delay off", "extra flips/min", "raw missed, same FP")
 
 
 def state_table(evaluation: Evaluation):
@@ -366,8 +399,9 @@ def state_table(evaluation: Evaluation):
             for stage, figures in stages.items():
                 cells = []
                 for column in STATE_COLUMNS:
-                    value = figures[column]
-                    cells.append("-" if math.isnan(value) else f"{value:.1%}" if column in ("false_present", "missed") else f"{value:.1f}")
+                    value = figures.get(column, math.nan)
+                    rate = column in ("false_present", "missed", RAW_MISSED)
+                    cells.append("-" if math.isnan(value) else f"{value:.1%}" if rate else f"{value:.1f}")
                 out.add_row(method, prompt, stage, *cells)
     return out
 

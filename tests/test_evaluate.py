@@ -222,6 +222,12 @@ def test_temporal_stage_on_a_hand_made_stream_with_persistent_false_positives():
     assert states[ONE_CLASS][SMOOTHED]["false_present"] == pytest.approx(10 / 50)
     assert states[ONE_CLASS][RAW]["false_present"] == pytest.approx(9 / 50)
     assert states[ONE_CLASS][SMOOTHED]["missed"] == 0.0
+    # At equal false alarms: the raw detector says nothing falsely only above the flicker's 0.55 (a shift of
+    # more than 0.25), where it still misses the dog on 10-11; prompted alone, no shift brings its false
+    # "present" under the stage's 10/50 without those two misses either. So the stage misses 0 where raw misses 2/20.
+    assert states[ALL_CLASSES][SMOOTHED]["raw_missed_at_same_false_present"] == pytest.approx(2 / 20)
+    assert states[ONE_CLASS][SMOOTHED]["raw_missed_at_same_false_present"] == pytest.approx(2 / 20)
+    assert "raw_missed_at_same_false_present" not in states[ALL_CLASSES][RAW]
     # AP ranks the stage's own scores, below the display threshold too: its dog object covers all 25
     # dog frames (the ramp-up on frame 5 and the missed 10-11 included), the raw detector 23.
     raw, smoothed = result.figures["stock (clips)"], result.figures["stock + smoother (clips)"]
@@ -229,3 +235,17 @@ def test_temporal_stage_on_a_hand_made_stream_with_persistent_false_positives():
     # (At FPR_bg 0.01 it ranks worse here: the fading dog on frames 30-31, a background pair, outscores
     # the recovering dog on 11-12. The shapes clips, not this stream, decide the defaults.)
     assert result.timeline["truth"].shape == (40, 2) and result.timeline_method == "stock"
+
+
+def test_raw_missed_at_a_false_present_rate_takes_the_best_shift_of_the_thresholds():
+    from streamsink.evaluate import raw_missed_at
+
+    truth = (np.arange(30) >= 10)[:, None]  # one class, here from frame 10 on
+    peak = np.where(truth, 0.6, -np.inf)
+    peak[0:5] = 0.4  # a false box before it comes
+    peak[20:25] = 0.35  # the real one weakens for five frames
+    missed = lambda rate: raw_missed_at(rate, [peak], [truth], [0.3], grace=0)  # noqa: E731
+    assert missed(0.5) == 0.0  # the thresholds as they are: 5 of 10 absent frames false, nothing missed
+    assert missed(0.0) == pytest.approx(5 / 20)  # only over 0.4: no false box, the weak five frames missed
+    assert missed(0.4) == pytest.approx(5 / 20)
+    assert np.isnan(raw_missed_at(0.1, [peak[10:]], [truth[10:]], [0.3], grace=0))  # no absent pair to rate
