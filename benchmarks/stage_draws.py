@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from streamsink.evaluate import (Method, Sample, class_peaks, detect_per_class, detect_together, pairs, presence_truth,
-                                 raw_missed_at, shapes_dataset, smooth)
-from streamsink.metrics import AbstentionReport, StateReport, StateTrack
+                                 shapes_dataset, smooth)
+from streamsink.metrics import AbstentionReport, StateReport, StateTrack, raw_missed_at
 from streamsink.profile import load_profile
 from streamsink.types import thresholds_of
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from streamsink.errors import SourceError, SourceNotFoundError
-from streamsink.metrics import FPR_TARGETS, STATE_GRACE, AbstentionReport, PairResult, StateReport, StateTrack, runs
+from streamsink.metrics import (FPR_TARGETS, STATE_GRACE, AbstentionReport, PairResult, StateReport, StateTrack,
+                                raw_missed_at, runs)
 from streamsink.types import Detections, thresholds_of
 
 logger = logging.getLogger(__name__)
@@ -227,26 +228,6 @@ def raw_presence(frames: Sequence[Detections], n_labels: int, threshold: float |
     """(frames, classes): a class is present exactly when it has a box at its threshold on that frame
     (`threshold`: one for all classes, or one per class)."""
     return class_peaks(frames, n_labels) >= np.broadcast_to(np.asarray(threshold, np.float64), (n_labels,))
-
-
-RAW_SHIFTS = np.round(np.arange(-0.5, 1.0125, 0.0125), 4)  # up to +1: a shift that says nothing is present
-
-
-def raw_missed_at(false_present: float, peaks: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                  threshold: float | Sequence[float], *, grace: int = STATE_GRACE, fps: float = 25.0) -> float:
-    """The fewest misses of the raw detector with every class's threshold moved by one shift (RAW_SHIFTS)
-    while it says "present" falsely no more often than `false_present`: what the raw detector would miss at
-    the temporal stage's false-alarm rate, so the two compare at equal false alarms and not only at equal
-    thresholds (where a stricter stage trades misses for false alarms). `peaks` are `class_peaks` per clip.
-    NaN where no shift gets there."""
-    floors = np.asarray(threshold, np.float64)
-    best = math.nan
-    for shift in RAW_SHIFTS:
-        report = StateReport([StateTrack(truth, peak >= floors + shift, fps) for peak, truth in zip(peaks, truths)],
-                             grace)
-        if report.false_present() <= false_present + 1e-12 and not report.missed() >= best:
-            best = report.missed()
-    return best
 
 
 def presence_truth(clip: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:

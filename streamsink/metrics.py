@@ -300,3 +300,23 @@ class StateReport:
             "delay_absent": self.delay_absent(),
             "flips_per_minute": self.flips_per_minute(),
         }
+
+
+RAW_SHIFTS = np.round(np.arange(-0.5, 1.0125, 0.0125), 4)  # up to +1: a shift that says nothing is present
+
+
+def raw_missed_at(false_present: float, peaks: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                  threshold: float | Sequence[float], *, grace: int = STATE_GRACE, fps: float = 25.0) -> float:
+    """The fewest misses of the raw detector with every class's threshold moved by one shift (RAW_SHIFTS)
+    while it says "present" falsely no more often than `false_present`: what the raw detector would miss at
+    the temporal stage's false-alarm rate, so the two compare at equal false alarms and not only at equal
+    thresholds (where a stricter stage trades misses for false alarms). `peaks`: per clip, each class's best
+    score per frame (`evaluate.class_peaks`). NaN where no shift gets there."""
+    floors = np.asarray(threshold, np.float64)
+    best = float("nan")
+    for shift in RAW_SHIFTS:
+        report = StateReport([StateTrack(truth, peak >= floors + shift, fps) for peak, truth in zip(peaks, truths)],
+                             grace)
+        if report.false_present() <= false_present + 1e-12 and not report.missed() >= best:
+            best = report.missed()
+    return best

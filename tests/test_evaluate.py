@@ -236,16 +236,3 @@ def test_temporal_stage_on_a_hand_made_stream_with_persistent_false_positives():
     # the recovering dog on 11-12. The shapes clips, not this stream, decide the defaults.)
     assert result.timeline["truth"].shape == (40, 2) and result.timeline_method == "stock"
 
-
-def test_raw_missed_at_a_false_present_rate_takes_the_best_shift_of_the_thresholds():
-    from streamsink.evaluate import raw_missed_at
-
-    truth = (np.arange(30) >= 10)[:, None]  # one class, here from frame 10 on
-    peak = np.where(truth, 0.6, -np.inf)
-    peak[0:5] = 0.4  # a false box before it comes
-    peak[20:25] = 0.35  # the real one weakens for five frames
-    missed = lambda rate: raw_missed_at(rate, [peak], [truth], [0.3], grace=0)  # noqa: E731
-    assert missed(0.5) == 0.0  # the thresholds as they are: 5 of 10 absent frames false, nothing missed
-    assert missed(0.0) == pytest.approx(5 / 20)  # only over 0.4: no false box, the weak five frames missed
-    assert missed(0.4) == pytest.approx(5 / 20)
-    assert np.isnan(raw_missed_at(0.1, [peak[10:]], [truth[10:]], [0.3], grace=0))  # no absent pair to rate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsink.metrics import AbstentionReport, average_precision, box_iou, match, pairs_from
+from streamsink.metrics import AbstentionReport, average_precision, box_iou, match, pairs_from, raw_missed_at
 
 HALF = 51 / 101  # recall 0.5 at precision 1: 51 of COCO's 101 recall points
 
@@ -174,3 +174,15 @@ def test_state_track_rejects_mismatched_shapes():
 
     with pytest.raises(ValueError, match="one shape"):
         StateTrack(np.zeros((4, 2), bool), np.zeros((4, 3), bool))
+
+
+def test_raw_missed_at_a_false_present_rate_takes_the_best_shift_of_the_thresholds():
+    truth = (np.arange(30) >= 10)[:, None]  # one class, here from frame 10 on
+    peak = np.where(truth, 0.6, -np.inf)
+    peak[0:5] = 0.4  # a false box before it comes
+    peak[20:25] = 0.35  # the real one weakens for five frames
+    missed = lambda rate: raw_missed_at(rate, [peak], [truth], [0.3], grace=0)  # noqa: E731
+    assert missed(0.5) == 0.0  # the thresholds as they are: 5 of 10 absent frames false, nothing missed
+    assert missed(0.0) == pytest.approx(5 / 20)  # only over 0.4: no false box, the weak five frames missed
+    assert missed(0.4) == pytest.approx(5 / 20)
+    assert np.isnan(raw_missed_at(0.1, [peak[10:]], [truth[10:]], [0.3], grace=0))  # no absent pair to rate
