@@ -87,9 +87,9 @@ the same budget: missed 4.96-5.15% on the calibration draw against 5.04% (no bet
 separation; 34-36 draws with their own profiles against 33, within the draws' noise), so
 the defaults stay; and dropping an object at once on a frame where no query at all covers
 it (a false box's ghost mostly has none, a real object the detector misses mostly keeps
-weak queries): false "present" 0.67% -> 0.65% at more misses (4.90%), 30 draws. Each class prompted alone it
-says "present" falsely less often (9.1% -> 5.9%) but misses a little more (2.6% ->
-2.9%). Session 13 measured the discount without the head start (six classes, one
+weak queries): false "present" 0.67% -> 0.65% at more misses (4.90%), 30 draws. Each
+class prompted alone it says "present" falsely less often (9.1% -> 5.9%) but misses a
+little more (2.6% -> 2.9%). Session 13 measured the discount without the head start (six classes, one
 threshold swept, missed where false "present" is 1%: 5.0% without, 3.8% at 0.7, raw
 8.9%); `support_floor` 0.1 and `backing` 0.2 (where the share of real boxes jumps)
 come from there. Set both rules off (`unbacked` 1, `head_start` 0) for the session-12

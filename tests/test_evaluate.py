@@ -222,9 +222,9 @@ def test_temporal_stage_on_a_hand_made_stream_with_persistent_false_positives():
     assert states[ONE_CLASS][SMOOTHED]["false_present"] == pytest.approx(10 / 50)
     assert states[ONE_CLASS][RAW]["false_present"] == pytest.approx(9 / 50)
     assert states[ONE_CLASS][SMOOTHED]["missed"] == 0.0
-    # At equal false alarms: the raw detector says nothing falsely only above the flicker's 0.55 (a shift of
-    # more than 0.25), where it still misses the dog on 10-11; prompted alone, no shift brings its false
-    # "present" under the stage's 10/50 without those two misses either. So the stage misses 0 where raw misses 2/20.
+    # At equal false alarms: with all classes prompted, raw says nothing falsely only above the flicker's 0.55
+    # (a shift of more than 0.25), and it misses the dog on 10-11 at every threshold; prompted alone, it is
+    # under the stage's 10/50 as it is (9/50), with the same two misses. The stage misses none.
     assert states[ALL_CLASSES][SMOOTHED]["raw_missed_at_same_false_present"] == pytest.approx(2 / 20)
     assert states[ONE_CLASS][SMOOTHED]["raw_missed_at_same_false_present"] == pytest.approx(2 / 20)
     assert "raw_missed_at_same_false_present" not in states[ALL_CLASSES][RAW]
@@ -235,4 +235,3 @@ def test_temporal_stage_on_a_hand_made_stream_with_persistent_false_positives():
     # (At FPR_bg 0.01 it ranks worse here: the fading dog on frames 30-31, a background pair, outscores
     # the recovering dog on 11-12. The shapes clips, not this stream, decide the defaults.)
     assert result.timeline["truth"].shape == (40, 2) and result.timeline_method == "stock"
-
