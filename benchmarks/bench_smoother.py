@@ -9,6 +9,7 @@ figure is read side by side in one run whatever else the machine is doing.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                         help="a TemporalSmoother option other than its default, e.g. unbacked=1 (repeatable)")
     args = parser.parse_args(argv)
-    options = {name: float(value) for name, _, value in (o.partition("=") for o in args.option)}
+    options = {name: json.loads(value) for name, _, value in (o.partition("=") for o in args.option)}  # 2 or 0.7
     smoother = TemporalSmoother(LABELS, **options)
     times = np.empty(args.frames)
     most = 0

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from streamsink.evaluate import (Method, Sample, class_peaks, detect_per_class, detect_together, pairs, presence_truth,
-                                 shapes_dataset, smooth)
+                                 raw_presence, shapes_dataset, smooth)
 from streamsink.metrics import AbstentionReport, StateReport, StateTrack, raw_missed_at
 from streamsink.profile import load_profile
 from streamsink.types import thresholds_of
@@ -84,7 +84,7 @@ def per_clip(classes: tuple[str, ...], clips: list[dict], threshold: float, own:
         truth = presence_truth(clip["samples"], classes)
         if options is None:
             found = clip["alone"]
-            states = class_peaks(clip["together"], len(classes)) >= np.asarray(floors)
+            states = raw_presence(clip["together"], len(classes), floors)
         else:
             found = {label: smooth(frames, (label,), threshold, options, own).scored
                      for label, frames in clip["alone"].items()}

@@ -317,6 +317,8 @@ def raw_missed_at(false_present: float, peaks: Sequence[np.ndarray], truths: Seq
     for shift in RAW_SHIFTS:
         report = StateReport([StateTrack(truth, peak >= floors + shift, fps) for peak, truth in zip(peaks, truths)],
                              grace)
-        if report.false_present() <= false_present + 1e-12 and not report.missed() >= best:
-            best = report.missed()
+        if report.false_present() <= false_present + 1e-12:
+            missed = report.missed()
+            if np.isnan(best) or missed < best:
+                best = missed
     return best
