@@ -31,6 +31,7 @@ from streamsink.profile import load_profile
 from streamsink.types import thresholds_of
 
 MODEL = "samples/models/shapes-gdino"
+TARGET_FALSE_PRESENT, TARGET_MISSED = 0.02, 0.15  # what the demo promises on fresh clips, six classes prompted
 
 
 def seeds_of(spec: str) -> list[int]:
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         options = json.loads(setting)
         stage = per_clip(classes, clips, threshold, own, options)
         won = fewer = 0  # fewer: draws where the stage misses less than raw at the stage's false present
+        outside = 0  # draws where the stage breaks the demo's targets (issue 15): false present > 2% or missed > 15%
         lost = dict.fromkeys(("ap01", "ap05", "false_present", "missed"), 0)  # draws lost on each figure
         for draw, r in zip(draws, raw_draws):
             f = figures(stage, draw)
@@ -144,13 +146,15 @@ def main(argv: list[str] | None = None) -> None:
                       "false_present": f["false_present"] > r["false_present"], "missed": f["missed"] > r["missed"]}
             won += not any(behind.values())
             fewer += f["missed"] < raw_missed(f["false_present"], draw)
+            outside += f["false_present"] > TARGET_FALSE_PRESENT or f["missed"] > TARGET_MISSED
             for name, was in behind.items():
                 lost[name] += was
         pooled = figures(stage, everything)
         print(f"{line(f'stage {options}', pooled)}; ahead on all four in {won} of {len(draws)} "
               f"draws of {args.draw_size} clips (behind on: {', '.join(f'{k} {v}' for k, v in lost.items())}); "
               f"raw at the same false present misses {raw_missed(pooled['false_present'], everything):.2%}, more "
-              f"than the stage in {fewer} draws", flush=True)
+              f"than the stage in {fewer} draws; false present above {TARGET_FALSE_PRESENT:.0%} or missed above "
+              f"{TARGET_MISSED:.0%} in {outside} draws", flush=True)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,7 @@ def make_batch(tokenizer, index: int, batch: int, width: int, height: int, args,
             width=width,
             height=height,
             empty_probability=args.empty,
+            max_distractors=args.max_distractors,
         )
         phrases = make_prompt({a["label"] for a in annotations}, rng, args.absent_p, args.single_p, lone_p, args.all_p)
         position = {p: i for i, p in enumerate(phrases)}
@@ -876,6 +877,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--clip", type=float, default=0.1)
     parser.add_argument("--empty", type=float, default=0.05, help="fraction of training images with no class shape")
+    parser.add_argument("--max-distractors", type=int, default=2,
+                        help="up to this many distractors (never ground truth) per training image; clips have up to 3")
     parser.add_argument("--absent-p", type=float, default=0.5, help="chance each absent class joins the prompt")
     parser.add_argument("--single-p", type=float, default=0.35, help="chance of a one-present-class prompt")
     parser.add_argument("--lone-p", type=float, default=0.0,
