@@ -47,6 +47,13 @@ words' text features collapse onto one shared direction, which makes the detecto
 class-agnostic (`class_word_cosine`, `--separate-words`, `--spread-words`; see
 samples/models/README.md for what each remedy did).
 
+The weights that made six-class states right (session 16: 2.4% missed where the earlier weights missed
+5.0%, at the same 0.8% false-`present` budget) came from a fine-tune weighted to the states' prompt
+(`--all-p 0.6`) and to what the clips' false alarms sit on: images with no class shape (`--empty 0.15`)
+and up to three distractors, as in the clips (`--max-distractors 3`); it kept its last weights
+(`--validate-every` past the budget), since in session 15 validation AP50 had picked weights that were better on
+one-class images and worse on six-class states. Which of those changes mattered was not separated.
+
 Data, initialisation and prompt sampling are seeded; the learning-rate schedule
 follows wall-clock progress through the budget, so the number of steps (and the
 exact weights) depends on the machine's speed.

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from streamsink.smoother import TemporalSmoother
@@ -187,6 +187,9 @@ def test_an_object_named_two_ways_is_one_object_of_its_majority_class(seed, shar
     frames = 200
     _, noisy = walker(rng, frames, x0=500, vx=vx)
     named = np.where(rng.random(frames) < share, 0, 2)  # dog on `share` of frames, tractor on the rest
+    # the majority this asserts must be real: a draw can name it "tractor" more often in its first 100 frames
+    # (CI drew a dog share of 0.48 there at share 0.65)
+    assume((np.cumsum(named == 0) / np.arange(1, frames + 1))[90:].min() >= 0.55)
     smoother = TemporalSmoother(LABELS, **ONE_QUERY)
     raw_tractor = states_tractor = 0
     for t in range(frames):
